@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+import { ConfigError, helpText, parseConfig } from './config.js'
+import { createLogger } from './logger.js'
+import { startServer } from './server.js'
+
+// Seconds a second signal or a stuck shutdown waits before the process exits anyway.
+const SHUTDOWN_TIMEOUT_MS = 10_000
+
+function fail(message: string): never {
+  process.stderr.write(`iot-metrics: ${message}\n`)
+  process.exit(2)
+}
+
+async function start(argv: string[]): Promise<void> {
+  let config: ReturnType<typeof parseConfig>
+  try {
+    config = parseConfig(argv, process.env)
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      fail(error.message)
+    }
+    throw error
+  }
+
+  const logger = createLogger(config.logLevel)
+  let server: Awaited<ReturnType<typeof startServer>>
+  try {
+    server = await startServer(config, logger)
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      fail(error.message)
+    }
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'EADDRINUSE' || code === 'EACCES') {
+      fail(`cannot listen on ${config.host}:${config.port}: ${code}`)
+    }
+    throw error
+  }
+
+  const shutdown = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'shutting down: draining the write queue')
+    const timer = setTimeout(() => {
+      logger.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out; exiting')
+      process.exit(1)
+    }, SHUTDOWN_TIMEOUT_MS)
+    timer.unref()
+
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed')
+        process.exit(1)
+      },
+    )
+  }
+  process.once('SIGINT', shutdown)
+  process.once('SIGTERM', shutdown)
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv
+  if (command === undefined || command.startsWith('-')) {
+    if (command === '--help' || command === '-h') {
+      process.stdout.write(`${helpText()}\n`)
+      return
+    }
+    await start(argv)
+    return
+  }
+
+  switch (command) {
+    case 'start':
+      await start(rest)
+      return
+    case 'help':
+      process.stdout.write(`${helpText()}\n`)
+      return
+    default:
+      fail(`unknown command ${JSON.stringify(command)}; run iot-metrics --help`)
+  }
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`iot-metrics: ${(error as Error).stack ?? String(error)}\n`)
+  process.exit(1)
+})

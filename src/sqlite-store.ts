@@ -1,0 +1,337 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import Database from 'better-sqlite3'
+import { AppError } from './errors.js'
+import type { Login, LoginOutcome } from './login.js'
+import { migrate } from './migrations.js'
+import type {
+  AccountSummary,
+  DeviceSummary,
+  LoginPosition,
+  LoginQuery,
+  Page,
+  Store,
+  StoredLogin,
+} from './store.js'
+import { MAX_TIMESTAMP_NS } from './timestamp.js'
+
+export type SynchronousMode = 'FULL' | 'NORMAL' | 'EXTRA'
+
+export interface SqliteStoreOptions {
+  path: string
+  /** SQLite's `synchronous` setting; FULL unless a benchmark says otherwise. */
+  synchronous?: SynchronousMode
+  /** How long a write waits for another connection's lock before failing with SQLITE_BUSY. */
+  busyTimeoutMs?: number
+}
+
+interface SummaryRow {
+  external_id: string
+  devices: bigint
+  logins: bigint
+  first_login: bigint
+  last_login: bigint
+}
+
+interface LoginRow {
+  account_id: string
+  user_id: string
+  ts: bigint
+  device_ref: bigint
+}
+
+/**
+ * Wraps a failed SQLite call in our storage error, keeping the original as
+ * `cause`. Every storage failure is a 503 because the request itself was
+ * valid and may succeed when retried.
+ */
+export function toStorageError(error: unknown): AppError {
+  if (error instanceof AppError) {
+    return error
+  }
+
+  const code = String((error as { code?: unknown } | null)?.code ?? '')
+  const options = { cause: error, retryAfterSeconds: 1 }
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return new AppError(
+      'IOTM_ERR_STORAGE_BUSY',
+      'the database is locked by another writer; retry shortly',
+      options,
+    )
+  }
+  if (code === 'SQLITE_FULL') {
+    return new AppError(
+      'IOTM_ERR_STORAGE_FULL',
+      'the disk or the database is full; login not stored',
+      options,
+    )
+  }
+  if (code.startsWith('SQLITE_READONLY')) {
+    return new AppError(
+      'IOTM_ERR_STORAGE_READONLY',
+      'the database is read-only; login not stored',
+      options,
+    )
+  }
+
+  return new AppError('IOTM_ERR_STORAGE_FAILED', 'storing the login failed; retry shortly', options)
+}
+
+function toAccountSummary(row: SummaryRow): AccountSummary {
+  return {
+    accountId: row.external_id,
+    devices: Number(row.devices),
+    logins: Number(row.logins),
+    firstLoginNs: row.first_login,
+    lastLoginNs: row.last_login,
+  }
+}
+
+function toDeviceSummary(row: SummaryRow): DeviceSummary {
+  return {
+    userId: row.external_id,
+    logins: Number(row.logins),
+    firstLoginNs: row.first_login,
+    lastLoginNs: row.last_login,
+  }
+}
+
+/** Opens (creating and migrating when needed) the SQLite database at `options.path`. */
+export function openSqliteStore(options: SqliteStoreOptions): Store {
+  mkdirSync(dirname(options.path), { recursive: true })
+  const db = new Database(options.path)
+
+  // WAL lets the query routes read while the writer commits.
+  db.pragma('journal_mode = WAL')
+  // FULL syncs the WAL at every commit, so a 2xx survives power loss; NORMAL
+  // would only survive a process crash.
+  db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
+  // Another process (a backup, an operator's sqlite3 shell) may hold the
+  // write lock briefly; wait for it rather than failing the batch at once.
+  db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
+  migrate(db)
+
+  const selectAccountRef = db.prepare<[string], { id: number }>(
+    'SELECT id FROM accounts WHERE external_id = ?',
+  )
+  const insertAccount = db.prepare<[string], { id: number }>(
+    'INSERT INTO accounts (external_id) VALUES (?) RETURNING id',
+  )
+  const selectDeviceRef = db.prepare<[number, string], { id: number }>(
+    'SELECT id FROM devices WHERE account_ref = ? AND external_id = ?',
+  )
+  const insertDevice = db.prepare<[number, string], { id: number }>(
+    'INSERT INTO devices (account_ref, external_id) VALUES (?, ?) RETURNING id',
+  )
+  const insertLogin = db.prepare<[number, bigint, number]>(
+    'INSERT INTO logins (device_ref, ts, account_ref) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+  )
+  const countDeviceLogin = db.prepare<[{ ts: bigint; device: number }]>(`
+    UPDATE devices
+    SET logins = logins + 1,
+        first_login = min(coalesce(first_login, @ts), @ts),
+        last_login = max(coalesce(last_login, @ts), @ts)
+    WHERE id = @device
+  `)
+  const countAccountLogin = db.prepare<[{ ts: bigint; newDevice: number; account: number }]>(`
+    UPDATE accounts
+    SET logins = logins + 1,
+        devices = devices + @newDevice,
+        first_login = min(coalesce(first_login, @ts), @ts),
+        last_login = max(coalesce(last_login, @ts), @ts)
+    WHERE id = @account
+  `)
+
+  const selectAccount = db
+    .prepare<[string], SummaryRow>(
+      'SELECT external_id, devices, logins, first_login, last_login FROM accounts WHERE external_id = ?',
+    )
+    .safeIntegers(true)
+  const selectAccountPage = db
+    .prepare<[string, number], SummaryRow>(`
+      SELECT external_id, devices, logins, first_login, last_login FROM accounts
+      WHERE external_id > ? ORDER BY external_id LIMIT ?
+    `)
+    .safeIntegers(true)
+  const selectDevicePage = db
+    .prepare<[number, string, number], SummaryRow>(`
+      SELECT external_id, 0 AS devices, logins, first_login, last_login FROM devices
+      WHERE account_ref = ? AND external_id > ? ORDER BY external_id LIMIT ?
+    `)
+    .safeIntegers(true)
+
+  const loginStatements = new Map<string, Database.Statement<Record<string, unknown>, LoginRow>>()
+
+  // One statement per combination of scope and cursor, prepared on first use.
+  function loginStatement(scope: 'all' | 'account' | 'device', hasCursor: boolean) {
+    const key = `${scope}:${hasCursor}`
+    const cached = loginStatements.get(key)
+    if (cached !== undefined) {
+      return cached
+    }
+
+    const conditions = ['l.ts >= :since', 'l.ts <= :until']
+    if (scope === 'account') {
+      conditions.push('l.account_ref = :account')
+    }
+    if (scope === 'device') {
+      conditions.push('l.device_ref = :device')
+    }
+    if (hasCursor) {
+      conditions.push(
+        scope === 'device'
+          ? 'l.ts < :cursorTs'
+          : '(l.ts, l.device_ref) < (:cursorTs, :cursorDevice)',
+      )
+    }
+    const sql = `
+      SELECT a.external_id AS account_id, d.external_id AS user_id, l.ts, l.device_ref
+      FROM logins l
+      JOIN devices d ON d.id = l.device_ref
+      JOIN accounts a ON a.id = l.account_ref
+      WHERE ${conditions.join(' AND ')}
+      ORDER BY l.ts DESC, l.device_ref DESC
+      LIMIT :limit
+    `
+    const statement = db.prepare<Record<string, unknown>, LoginRow>(sql).safeIntegers(true)
+    loginStatements.set(key, statement)
+
+    return statement
+  }
+
+  function commitOne(login: Login): LoginOutcome {
+    const accountRef =
+      selectAccountRef.get(login.accountId)?.id ??
+      (insertAccount.get(login.accountId) as { id: number }).id
+
+    let newDevice = 0
+    let deviceRef = selectDeviceRef.get(accountRef, login.userId)?.id
+    if (deviceRef === undefined) {
+      deviceRef = (insertDevice.get(accountRef, login.userId) as { id: number }).id
+      newDevice = 1
+    }
+
+    if (insertLogin.run(deviceRef, login.timestampNs, accountRef).changes === 0) {
+      return 'duplicate'
+    }
+
+    countDeviceLogin.run({ ts: login.timestampNs, device: deviceRef })
+    countAccountLogin.run({ ts: login.timestampNs, newDevice, account: accountRef })
+
+    return 'stored'
+  }
+
+  const commitAll = db.transaction((logins: readonly Login[]) => logins.map(commitOne))
+
+  return {
+    commitBatch(logins) {
+      try {
+        // IMMEDIATE takes the write lock up front, so a busy database fails
+        // the batch before any statement runs rather than halfway through.
+        return commitAll.immediate(logins)
+      } catch (error) {
+        throw toStorageError(error)
+      }
+    },
+
+    getAccount(accountId) {
+      const row = selectAccount.get(accountId)
+
+      return row === undefined ? undefined : toAccountSummary(row)
+    },
+
+    listAccounts(limit, afterAccountId) {
+      const rows = selectAccountPage.all(afterAccountId ?? '', limit + 1)
+
+      return paginate(rows.map(toAccountSummary), limit, (last) => last.accountId)
+    },
+
+    listDevices(accountId, limit, afterUserId) {
+      const accountRef = selectAccountRef.get(accountId)?.id
+      if (accountRef === undefined) {
+        return undefined
+      }
+
+      const rows = selectDevicePage.all(accountRef, afterUserId ?? '', limit + 1)
+
+      return paginate(rows.map(toDeviceSummary), limit, (last) => last.userId)
+    },
+
+    listLogins(query) {
+      return listLogins(query)
+    },
+
+    checkpoint() {
+      db.pragma('wal_checkpoint(TRUNCATE)')
+    },
+
+    close() {
+      db.close()
+    },
+  }
+
+  function listLogins(query: LoginQuery): Page<StoredLogin, LoginPosition> {
+    const parameters: Record<string, unknown> = {
+      since: query.sinceNs ?? 0n,
+      until: query.untilNs === undefined ? MAX_TIMESTAMP_NS : query.untilNs - 1n,
+      limit: query.limit + 1,
+    }
+
+    let scope: 'all' | 'account' | 'device' = 'all'
+    if (query.accountId !== undefined) {
+      const accountRef = selectAccountRef.get(query.accountId)?.id
+      if (accountRef === undefined) {
+        return { items: [] }
+      }
+      scope = 'account'
+      parameters.account = accountRef
+
+      if (query.userId !== undefined) {
+        const deviceRef = selectDeviceRef.get(accountRef, query.userId)?.id
+        if (deviceRef === undefined) {
+          return { items: [] }
+        }
+        scope = 'device'
+        parameters.device = deviceRef
+        delete parameters.account
+      }
+    }
+
+    if (query.after !== undefined) {
+      parameters.cursorTs = query.after.timestampNs
+      if (scope !== 'device') {
+        parameters.cursorDevice = query.after.deviceKey
+      }
+    }
+
+    const rows = loginStatement(scope, query.after !== undefined).all(parameters)
+    const page = paginate(rows, query.limit, (last) => ({
+      timestampNs: last.ts,
+      deviceKey: Number(last.device_ref),
+    }))
+
+    return {
+      items: page.items.map((row) => ({
+        accountId: row.account_id,
+        userId: row.user_id,
+        timestampNs: row.ts,
+      })),
+      ...(page.next === undefined ? {} : { next: page.next }),
+    }
+  }
+}
+
+/** Cuts a list fetched with one extra row down to `limit` and derives the next position from it. */
+function paginate<Item, Position>(
+  rows: Item[],
+  limit: number,
+  positionOf: (last: Item) => Position,
+): Page<Item, Position> {
+  if (rows.length <= limit) {
+    return { items: rows }
+  }
+
+  const items = rows.slice(0, limit)
+
+  return { items, next: positionOf(items[items.length - 1] as Item) }
+}
