@@ -1,0 +1,56 @@
+import { join } from 'node:path'
+import type { TestContext } from 'node:test'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { openSqliteStore } from '../src/sqlite-store.js'
+import type { Store } from '../src/store.js'
+import { createTokenVerifier, generateToken } from '../src/tokens.js'
+import { createWriteQueue, type WriteQueue } from '../src/write-queue.js'
+import { captureLogger, tempDir } from './helpers.js'
+
+export interface TestApp {
+  app: FastifyInstance
+  store: Store
+  queue: WriteQueue
+  ingestToken: string
+  readToken: string
+  logLines: string[]
+}
+
+/** Builds the app over a real SQLite file in a temp folder, for `inject` tests. */
+export async function buildTestApp(t: TestContext): Promise<TestApp> {
+  const dir = tempDir(t)
+  const { logger, lines } = captureLogger()
+  const store = openSqliteStore({ path: join(dir, 'metrics.db') })
+  const queue = createWriteQueue({
+    commit: (logins) => store.commitBatch(logins),
+    maxBatchSize: 100,
+    batchDelayMs: 0,
+    maxQueued: 1000,
+    logger,
+  })
+  const ingestToken = generateToken()
+  const readToken = generateToken()
+  const tokens = createTokenVerifier({ ingest: [ingestToken], read: [readToken] })
+  const app = await buildApp({ store, queue, tokens, logger })
+  t.after(async () => {
+    await app.close()
+    await queue.close()
+    store.close()
+  })
+
+  return { app, store, queue, ingestToken, readToken, logLines: lines }
+}
+
+/** Counts every stored login through the read API of the store. */
+export function countStoredLogins(store: Store): number {
+  let count = 0
+  let after: Parameters<Store['listLogins']>[0]['after']
+  do {
+    const page = store.listLogins({ limit: 1000, after })
+    count += page.items.length
+    after = page.next
+  } while (after !== undefined)
+
+  return count
+}
