@@ -5,15 +5,15 @@ import type { Login, LoginOutcome } from './login.js'
 export interface WriteQueueOptions {
   /** Stores one batch in one transaction; see Store#commitBatch. */
   commit: (logins: readonly Login[]) => LoginOutcome[]
-  /** Most logins one transaction carries. */
+  /** Maximum number of logins per transaction. */
   maxBatchSize: number
   /**
-   * How long the first login of a batch waits for company, in milliseconds.
+   * Maximum wait of the first login of a batch for others to join it, in milliseconds.
    * With 0 the batch is flushed on the next turn of the event loop, which
    * still groups every login that arrived while the previous commit ran.
    */
   batchDelayMs: number
-  /** Most logins waiting at once; beyond it enqueue rejects with 503. */
+  /** Maximum number of queued logins; beyond it enqueue rejects with 503. */
   maxQueued: number
   logger: Logger
 }
@@ -95,7 +95,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     try {
       outcomes = commit(batch.map((entry) => entry.login))
     } catch (error) {
-      // The store throws AppErrors; anything else is a bug in it, still a failed commit.
+      // The store throws AppErrors. Anything else is a bug in the store, and the commit still failed.
       const storageError =
         error instanceof AppError
           ? error
