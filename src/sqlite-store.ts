@@ -96,8 +96,12 @@ function toDeviceSummary(row: SummaryRow): DeviceSummary {
   }
 }
 
-/** Opens (creating and migrating when needed) the SQLite database at `options.path`. */
-export function openSqliteStore(options: SqliteStoreOptions): Store {
+/**
+ * Opens the SQLite database at `options.path`, creating its folder and file
+ * when needed, applies the connection settings and migrates the schema.
+ * Other modules (token, plan or session stores) share this connection.
+ */
+export function openDatabase(options: SqliteStoreOptions): Database.Database {
   mkdirSync(dirname(options.path), { recursive: true })
   const db = new Database(options.path)
 
@@ -111,6 +115,16 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
   migrate(db)
 
+  return db
+}
+
+/** Opens the database at `options.path` and returns the login store over it. */
+export function openSqliteStore(options: SqliteStoreOptions): Store {
+  return createSqliteStore(openDatabase(options))
+}
+
+/** Creates the login store over an open, migrated database; closing the store closes the database. */
+export function createSqliteStore(db: Database.Database): Store {
   const selectAccountRef = db.prepare<[string], { id: number }>(
     'SELECT id FROM accounts WHERE external_id = ?',
   )
