@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest, LogController } fro
 import type { Logger } from 'pino'
 import { registerTokenCheck } from './auth.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
+import { type RequestRejectedEvent, requestRejected } from './events.js'
 import { registerJsonBodyParser } from './json-body.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
@@ -89,6 +90,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       'IOTM_ERR_ROUTE_NOT_FOUND',
       `no route ${request.method} ${request.url.split('?')[0]}; see the README for the endpoints`,
     )
+    logFailure(request, appError)
     reply.code(404).send(toErrorBody(appError))
   })
 
@@ -100,6 +102,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 }
 
 function logFailure(request: FastifyRequest, error: AppError): void {
+  if (requestRejected.hasSubscribers) {
+    const event: RequestRejectedEvent = {
+      code: error.code,
+      statusCode: error.statusCode,
+      route: request.routeOptions.url ?? null,
+      ip: request.ip,
+    }
+    requestRejected.publish(event)
+  }
+
   const fields = { code: error.code, field: error.field, ip: request.ip }
   if (error.statusCode >= 500) {
     // The cause (a SqliteError, a bug) matters to the operator, never to the client.

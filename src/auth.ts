@@ -11,6 +11,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The scope of the request's valid token, set by the token check. */
     tokenScope: Scope | undefined
+    /** The account an account-bound ingest token may write to; undefined for an unbound token. */
+    tokenAccount: string | undefined
   }
 }
 
@@ -38,6 +40,7 @@ export async function registerTokenCheck(
   tokens: TokenVerifier,
 ): Promise<void> {
   app.decorateRequest('tokenScope', undefined)
+  app.decorateRequest('tokenAccount', undefined)
 
   await app.register(bearerAuth, {
     keys: [],
@@ -83,4 +86,19 @@ export async function registerTokenCheck(
       })
     },
   )
+}
+
+/**
+ * Throws a 403 when the request's token is bound to an account other than
+ * `accountId`. Every route that stores logins calls it for each login.
+ */
+export function assertAccountAllowed(request: FastifyRequest, accountId: string): void {
+  const bound = request.tokenAccount
+  if (bound !== undefined && bound !== accountId) {
+    throw new AppError(
+      'IOTM_ERR_AUTH_ACCOUNT_MISMATCH',
+      `this token may only send logins for account ${JSON.stringify(bound)}, not ${JSON.stringify(accountId)}`,
+      { field: 'account_id' },
+    )
+  }
 }

@@ -1,16 +1,23 @@
 import type { Logger } from 'pino'
 import { AppError } from './errors.js'
+import {
+  type BatchCommittedEvent,
+  type BatchFailedEvent,
+  batchCommitted,
+  batchFailed,
+} from './events.js'
 import type { Login, LoginOutcome } from './login.js'
 
 export interface WriteQueueOptions {
   /** Stores one batch in one transaction; see Store#commitBatch. */
   commit: (logins: readonly Login[]) => LoginOutcome[]
-  /** Maximum number of logins per transaction. */
+  /** Maximum number of logins per transaction; one larger group still commits alone. */
   maxBatchSize: number
   /**
-   * Maximum wait of the first login of a batch for others to join it, in milliseconds.
-   * With 0 the batch is flushed on the next turn of the event loop, which
-   * still groups every login that arrived while the previous commit ran.
+   * Maximum wait of the first login of a batch for others to join it, in
+   * milliseconds. With 0 the batch is flushed on the next turn of the event
+   * loop, which still groups every login that arrived while the previous
+   * commit ran.
    */
   batchDelayMs: number
   /** Maximum number of queued logins; beyond it enqueue rejects with 503. */
@@ -20,6 +27,7 @@ export interface WriteQueueOptions {
 
 export interface WriteQueueStats {
   queued: number
+  maxQueued: number
   committedBatches: number
   committedLogins: number
   /** Estimated logins per second the writer can commit, from recent batches. */
@@ -29,19 +37,29 @@ export interface WriteQueueStats {
 export interface WriteQueue {
   /** Resolves once the transaction holding the login has committed. */
   enqueue(login: Login): Promise<LoginOutcome>
+  /**
+   * Commits all logins in one transaction, so either all or none are stored,
+   * and resolves with their outcomes in order.
+   */
+  enqueueAll(logins: readonly Login[]): Promise<LoginOutcome[]>
   stats(): WriteQueueStats
   /** Rejects new logins, commits every queued one, then resolves. */
   close(): Promise<void>
 }
 
-interface Pending {
-  login: Login
-  resolve: (outcome: LoginOutcome) => void
+/** Logins that must commit in the same transaction, with the request waiting for them. */
+interface Group {
+  logins: readonly Login[]
+  resolve: (outcomes: LoginOutcome[]) => void
   reject: (error: AppError) => void
 }
 
 // Weight of the newest batch in the drain-rate average.
 const DRAIN_RATE_SMOOTHING = 0.2
+
+function elapsedMs(started: bigint): number {
+  return Number(process.hrtime.bigint() - started) / 1e6
+}
 
 /**
  * Creates the group-commit queue: requests wait here while one writer
@@ -50,7 +68,8 @@ const DRAIN_RATE_SMOOTHING = 0.2
 export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   const { commit, maxBatchSize, batchDelayMs, maxQueued, logger } = options
 
-  let pending: Pending[] = []
+  let groups: Group[] = []
+  let queued = 0
   let scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined
   let closed = false
   let committedBatches = 0
@@ -64,108 +83,151 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
       return
     }
 
-    if (pending.length >= maxBatchSize || batchDelayMs === 0 || closed) {
+    if (queued >= maxBatchSize || batchDelayMs === 0 || closed) {
       scheduled = setImmediate(flush)
     } else {
       scheduled = setTimeout(flush, batchDelayMs)
     }
   }
 
+  /** Removes whole groups from the front of the queue, up to maxBatchSize logins but at least one group. */
+  function takeBatch(): Group[] {
+    let count = 0
+    let taken = 0
+    while (taken < groups.length) {
+      const size = (groups[taken] as Group).logins.length
+      if (taken > 0 && count + size > maxBatchSize) {
+        break
+      }
+      count += size
+      taken++
+    }
+
+    const batch = taken === groups.length ? groups : groups.slice(0, taken)
+    groups = taken === groups.length ? [] : groups.slice(taken)
+    queued -= count
+
+    return batch
+  }
+
   function flush(): void {
     scheduled = undefined
-    const batch = pending.length > maxBatchSize ? pending.splice(0, maxBatchSize) : pending
-    if (batch === pending) {
-      pending = []
-    }
+    const batch = takeBatch()
 
     if (batch.length > 0) {
       commitBatch(batch)
     }
 
-    if (pending.length > 0) {
+    if (groups.length > 0) {
       schedule()
     } else if (onDrained !== undefined) {
       onDrained()
     }
   }
 
-  function commitBatch(batch: Pending[]): void {
+  function commitBatch(batch: Group[]): void {
+    const logins =
+      batch.length === 1 ? (batch[0] as Group).logins : batch.flatMap((group) => group.logins)
     const started = process.hrtime.bigint()
+
     let outcomes: LoginOutcome[]
     try {
-      outcomes = commit(batch.map((entry) => entry.login))
+      outcomes = commit(logins)
     } catch (error) {
-      // The store throws AppErrors. Anything else is a bug in the store, and the commit still failed.
-      const storageError =
-        error instanceof AppError
-          ? error
-          : new AppError('IOTM_ERR_STORAGE_FAILED', 'storing the login failed; retry shortly', {
-              cause: error,
-              retryAfterSeconds: 1,
-            })
-      logger.error(
-        {
-          err: storageError.cause ?? storageError,
-          code: storageError.code,
-          batchSize: batch.length,
-        },
-        'batch commit failed; every login of the batch was rejected',
-      )
-      for (const entry of batch) {
-        entry.reject(storageError)
-      }
-
+      failBatch(batch, logins.length, error, started)
       return
     }
 
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9
-    const rate = batch.length / Math.max(seconds, 1e-6)
+    const durationMs = elapsedMs(started)
+    const rate = logins.length / Math.max(durationMs / 1000, 1e-6)
     drainRatePerSecond =
       drainRatePerSecond * (1 - DRAIN_RATE_SMOOTHING) + rate * DRAIN_RATE_SMOOTHING
     committedBatches++
-    committedLogins += batch.length
+    committedLogins += logins.length
+    if (batchCommitted.hasSubscribers) {
+      const event: BatchCommittedEvent = { logins, outcomes, durationMs }
+      batchCommitted.publish(event)
+    }
 
-    batch.forEach((entry, index) => {
-      entry.resolve(outcomes[index] as LoginOutcome)
+    let offset = 0
+    for (const group of batch) {
+      group.resolve(outcomes.slice(offset, offset + group.logins.length))
+      offset += group.logins.length
+    }
+  }
+
+  function failBatch(batch: Group[], size: number, error: unknown, started: bigint): void {
+    // The store throws AppErrors. Anything else is a bug in the store, and the commit still failed.
+    const storageError =
+      error instanceof AppError
+        ? error
+        : new AppError('IOTM_ERR_STORAGE_FAILED', 'storing the login failed; retry shortly', {
+            cause: error,
+            retryAfterSeconds: 1,
+          })
+    logger.error(
+      { err: storageError.cause ?? storageError, code: storageError.code, batchSize: size },
+      'batch commit failed; every login of the batch was rejected',
+    )
+    if (batchFailed.hasSubscribers) {
+      const event: BatchFailedEvent = {
+        size,
+        code: storageError.code,
+        durationMs: elapsedMs(started),
+      }
+      batchFailed.publish(event)
+    }
+
+    for (const group of batch) {
+      group.reject(storageError)
+    }
+  }
+
+  function add(logins: readonly Login[]): Promise<LoginOutcome[]> {
+    if (closed) {
+      return Promise.reject(
+        new AppError('IOTM_ERR_QUEUE_CLOSED', 'the server is shutting down; retry shortly', {
+          retryAfterSeconds: 1,
+        }),
+      )
+    }
+    if (queued + logins.length > maxQueued) {
+      // The time the writer needs to drain what is queued now, at its measured rate.
+      const retryAfterSeconds = Math.min(60, Math.max(1, Math.ceil(queued / drainRatePerSecond)))
+      return Promise.reject(
+        new AppError(
+          'IOTM_ERR_QUEUE_FULL',
+          `the write queue is full (${maxQueued} logins); retry after ${retryAfterSeconds} s`,
+          { retryAfterSeconds },
+        ),
+      )
+    }
+
+    return new Promise<LoginOutcome[]>((resolve, reject) => {
+      groups.push({ logins, resolve, reject })
+      queued += logins.length
+      schedule()
     })
   }
 
   return {
-    enqueue(login) {
-      if (closed) {
-        return Promise.reject(
-          new AppError('IOTM_ERR_QUEUE_CLOSED', 'the server is shutting down; retry shortly', {
-            retryAfterSeconds: 1,
-          }),
-        )
-      }
-      if (pending.length >= maxQueued) {
-        const retryAfterSeconds = Math.min(
-          60,
-          Math.max(1, Math.ceil(pending.length / drainRatePerSecond)),
-        )
-        return Promise.reject(
-          new AppError(
-            'IOTM_ERR_QUEUE_FULL',
-            `the write queue is full (${maxQueued} logins); retry after ${retryAfterSeconds} s`,
-            { retryAfterSeconds },
-          ),
-        )
-      }
+    async enqueue(login) {
+      const [outcome] = await add([login])
 
-      return new Promise<LoginOutcome>((resolve, reject) => {
-        pending.push({ login, resolve, reject })
-        schedule()
-      })
+      return outcome as LoginOutcome
+    },
+
+    enqueueAll(logins) {
+      return logins.length === 0 ? Promise.resolve([]) : add(logins)
     },
 
     stats() {
-      return { queued: pending.length, committedBatches, committedLogins, drainRatePerSecond }
+      return { queued, maxQueued, committedBatches, committedLogins, drainRatePerSecond }
     },
 
     close() {
       closed = true
-      if (pending.length === 0) {
+      if (groups.length === 0) {
         return Promise.resolve()
       }
 

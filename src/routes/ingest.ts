@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { assertAccountAllowed } from '../auth.js'
 import { type LoginBody, toLogin } from '../login.js'
 import { loginBodySchema } from '../login-schema.js'
 import { formatTimestamp } from '../timestamp.js'
@@ -35,6 +36,7 @@ export function registerIngestRoute(app: FastifyInstance, queue: WriteQueue): vo
     async (request, reply) => {
       const login = toLogin(request.body)
       request.accountId = login.accountId
+      assertAccountAllowed(request, login.accountId)
 
       const result = await queue.enqueue(login)
 
