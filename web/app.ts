@@ -42,6 +42,19 @@ const state = {
   chart: undefined as LoginsChart | undefined,
 }
 
+/**
+ * Runs work started by an event (a live update, a timer) whose failure no
+ * caller awaits. A lost session has already sent the page to sign-in.
+ */
+function inBackground(work: Promise<unknown>): void {
+  work.catch((error: unknown) => {
+    if (error instanceof ApiError && error.status === 401) {
+      return
+    }
+    showNotice(error instanceof ApiError ? error.message : 'Loading failed; reload the page.')
+  })
+}
+
 // Page sections.
 
 function showNotice(text: string): void {
@@ -231,7 +244,7 @@ function scheduleDetailRefresh(): void {
   }
   state.detailTimer = window.setTimeout(() => {
     state.detailTimer = undefined
-    void loadDetail()
+    inBackground(loadDetail())
   }, DETAIL_REFRESH_MS)
 }
 
@@ -292,7 +305,7 @@ function openEventStream(): void {
     // Changes made while the stream was down were never pushed; fetch them.
     if (state.streamFailed) {
       state.streamFailed = false
-      void loadAccounts().then(loadDetail)
+      inBackground(loadAccounts().then(loadDetail))
     }
   })
   events.addEventListener('accounts', (event) => {
@@ -301,7 +314,7 @@ function openEventStream(): void {
     )
   })
   events.addEventListener('resync', () => {
-    void loadAccounts().then(loadDetail)
+    inBackground(loadAccounts().then(loadDetail))
   })
   events.addEventListener('error', () => {
     state.streamFailed = true
@@ -366,13 +379,13 @@ function wireControls(): void {
     window.clearTimeout(searchTimer)
     searchTimer = window.setTimeout(() => {
       state.query = $<HTMLInputElement>('search').value.trim()
-      void loadAccounts()
+      inBackground(loadAccounts())
     }, SEARCH_DELAY_MS)
   })
   $('search-form').addEventListener('submit', (event) => {
     event.preventDefault()
     state.query = $<HTMLInputElement>('search').value.trim()
-    void loadAccounts()
+    inBackground(loadAccounts())
   })
 
   for (const radio of document.querySelectorAll<HTMLInputElement>('input[name="range"]')) {
@@ -411,7 +424,7 @@ function wireControls(): void {
     }
   })
 
-  window.addEventListener('hashchange', () => void route())
+  window.addEventListener('hashchange', () => inBackground(route()))
 }
 
 async function start(): Promise<void> {

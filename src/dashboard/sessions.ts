@@ -27,7 +27,7 @@ export interface SessionOptions {
 export interface SessionStore {
   /** Starts a session for an admin and returns its id, which only the cookie carries. */
   create(adminId: number, ip: string): { id: string; csrfToken: string }
-  /** Looks a session up by id, deleting it when it has expired, and records the activity. */
+  /** Looks a session up by id and, when it is valid, records the activity. */
   touch(id: string): SessionLookup
   /** True while a session is valid; unlike touch, it records no activity. */
   peek(id: string): boolean
@@ -115,8 +115,9 @@ export function createSessionStore(db: Database.Database, options: SessionOption
       }
 
       const at = now()
+      // The row stays until purgeExpired, so every later request with this
+      // cookie is told the session expired rather than that none exists.
       if (isExpired(row, at)) {
-        remove.run(idHash)
         return { status: 'expired' }
       }
       if (at - row.last_seen_at >= LAST_SEEN_RESOLUTION_MS) {
