@@ -250,6 +250,7 @@ export function helpText(): string {
 
   return [
     'Usage: iot-metrics [start] [options]',
+    '       iot-metrics admin <create|passwd|delete|list> [NAME] (dashboard users; admin --help)',
     '',
     'Options (flag, environment variable, meaning); a flag wins over its variable:',
     ...lines,
