@@ -36,7 +36,7 @@ const PASSWORD = 'a long enough dashboard password'
 const ACCOUNT = 'e2e00000-0000-4000-8000-000000000001'
 const STANDARD_LIMIT = 5
 const ENTERPRISE_LIMIT = 20
-// The promise: the count changes within a second of a new device's first login.
+// A new device's first login must show on the page within a second.
 const LIVE_DEADLINE_MS = 1000
 
 async function createAdmin(cwd: string): Promise<void> {

@@ -48,7 +48,7 @@ export async function buildDashboardTestApp(
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: 100,
     batchDelayMs: 0,
-    maxQueued: 1000,
+    maxQueued: 2000,
     logger,
   })
   adminPasswordHash ??= hashPassword(ADMIN_PASSWORD)
@@ -92,7 +92,12 @@ export async function buildDashboardTestApp(
 /** Returns the value of the session cookie a reply sets, or undefined. */
 export function sessionCookieOf(reply: LightMyRequestResponse): string | undefined {
   const header = reply.headers['set-cookie']
-  const cookies = Array.isArray(header) ? header : header === undefined ? [] : [header]
+  let cookies: string[] = []
+  if (Array.isArray(header)) {
+    cookies = header
+  } else if (header !== undefined) {
+    cookies = [header]
+  }
   for (const cookie of cookies) {
     const match = new RegExp(`^${SESSION_COOKIE}=([^;]*)`).exec(cookie)
     if (match !== null) {

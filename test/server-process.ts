@@ -107,7 +107,7 @@ export async function rawRequest(server: ServerProcess, requestText: string): Pr
   await once(socket, 'secureConnect')
   // write, not end: a half-closed socket lets the server close the
   // connection before the reply of a login that is still committing.
-  // The request asks for `Connection: close`, so the server ends it.
+  // The request sends `Connection: close`, so the server ends it.
   socket.write(requestText)
 
   const chunks: Buffer[] = []

@@ -16,7 +16,7 @@ export interface DashboardOptions extends PlanLimits {
   logger: Logger
   idleMinutes: number
   sessionMaxHours: number
-  /** Where the built front end is; dist/web by default. */
+  /** Folder of the built front end; dist/web by default. */
   assetDir?: string
   throttle?: SignInThrottleOptions
   /** The clock, replaceable in tests; Unix milliseconds. */
@@ -58,7 +58,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
       const assets = loadStaticAssets(options.assetDir)
       if (!assets.has('index.html')) {
         logger.warn(
-          'the dashboard front end is not built; /dashboard/ answers 503 until npm run build',
+          'the dashboard front end is not built; /dashboard/ responds 503 until npm run build',
         )
       }
 

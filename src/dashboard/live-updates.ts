@@ -36,8 +36,8 @@ export interface LiveUpdates {
   close(): void
 }
 
-// Beyond this many changed accounts in one interval the clients are told to
-// reload everything, which is cheaper than one huge message.
+// Beyond this many changed accounts in one interval the clients get a
+// `resync` event and reload everything, which is cheaper than one huge message.
 const MAX_ACCOUNTS_PER_EVENT = 1000
 // A stream whose unsent data grows past this is ended; the browser reconnects and reloads.
 const MAX_BUFFERED_BYTES = 1024 * 1024

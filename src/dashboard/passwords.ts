@@ -10,7 +10,7 @@ const KEY_BYTES = 32
 
 /** Shortest password `admin create` accepts. */
 export const MIN_PASSWORD_LENGTH = 12
-/** Longest password accepted; longer input is almost certainly a mistake and costs hashing time. */
+/** Maximum password length; longer input is almost certainly a mistake and costs hashing time. */
 export const MAX_PASSWORD_LENGTH = 1024
 
 interface ScryptParameters {
@@ -97,9 +97,13 @@ export async function verifyPassword(password: string, encoded: string): Promise
     return false
   }
 
-  const key = await deriveKey(password, parsed.salt, parsed, parsed.key.length)
-
-  return timingSafeEqual(key, parsed.key)
+  try {
+    const key = await deriveKey(password, parsed.salt, parsed, parsed.key.length)
+    return timingSafeEqual(key, parsed.key)
+  } catch {
+    // Parameters scrypt rejects (such as N too large for memory) make the hash unusable.
+    return false
+  }
 }
 
 // A hash of a random password, checked against when the user name is unknown

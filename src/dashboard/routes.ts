@@ -34,7 +34,7 @@ export interface DashboardRouteDependencies {
   now: () => number
 }
 
-// Accounts returned by one search; the page asks for a narrower search beyond it.
+// Maximum accounts returned by one search; beyond it the page suggests a narrower search.
 const SEARCH_LIMIT = 100
 
 const signInBodySchema = {

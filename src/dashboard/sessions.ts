@@ -53,7 +53,7 @@ function hashSessionId(id: string): string {
   return createHash('sha256').update(id).digest('hex')
 }
 
-/** A random, URL-safe token of 32 bytes (256 bits). */
+/** Generates a random, URL-safe token of 32 bytes (256 bits). */
 export function randomToken(): string {
   return randomBytes(32).toString('base64url')
 }
@@ -116,7 +116,7 @@ export function createSessionStore(db: Database.Database, options: SessionOption
 
       const at = now()
       // The row stays until purgeExpired, so every later request with this
-      // cookie is told the session expired rather than that none exists.
+      // cookie gets SESSION_EXPIRED rather than SESSION_REQUIRED.
       if (isExpired(row, at)) {
         return { status: 'expired' }
       }
