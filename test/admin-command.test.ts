@@ -105,3 +105,34 @@ test('admin delete removes the user', async (t) => {
   assert.equal(result.code, 0, result.stderr)
   assert.equal(storedHash(t, cwd, 'alice'), undefined)
 })
+
+test('admin create on a terminal does not echo the password', async (t) => {
+  const cwd = tempDir(t)
+  // script(1) from util-linux gives the command a pseudo-terminal as its stdin.
+  const child = spawn(
+    'script',
+    [
+      '-qec',
+      `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} admin create alice`,
+      '/dev/null',
+    ],
+    { cwd, env: { PATH: process.env.PATH ?? '' }, stdio: ['pipe', 'pipe', 'pipe'] },
+  )
+  t.after(() => child.kill('SIGKILL'))
+  let output = ''
+  const prompts = ['Password for alice: ', 'Repeat the password: ']
+  child.stdout.on('data', (chunk) => {
+    output += chunk
+    // Types the password only once a prompt shows, when the terminal no longer echoes.
+    if (prompts.length > 0 && output.includes(prompts[0] as string)) {
+      prompts.shift()
+      child.stdin.write(`${PASSWORD}\r`)
+    }
+  })
+  const [code] = await once(child, 'exit')
+
+  assert.equal(code, 0, output)
+  assert.match(output, /created dashboard user alice/)
+  assert.ok(!output.includes(PASSWORD), `the password was echoed: ${JSON.stringify(output)}`)
+  assert.ok(storedHash(t, cwd, 'alice'))
+})

@@ -27,8 +27,9 @@ export class AdminCommandError extends Error {
 /** Reads one line from a terminal without echoing it. */
 function readHiddenLine(prompt: string): Promise<string> {
   const input = process.stdin
-  process.stderr.write(prompt)
+  // Echo goes off before the prompt shows, so nothing typed after it is echoed.
   input.setRawMode(true)
+  process.stderr.write(prompt)
   input.resume()
   input.setEncoding('utf8')
 
