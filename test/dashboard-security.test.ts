@@ -305,3 +305,11 @@ test('passwords are stored as scrypt with salt and parameters', async (t) => {
   assert.match(row.password_hash, /^\$scrypt\$ln=15,r=8,p=1\$[\w-]{22}\$[\w-]{43}$/)
   assert.ok(!row.password_hash.includes(ADMIN_PASSWORD))
 })
+
+test('dashboard path without trailing slash serves the page', async (t) => {
+  const { app } = await buildDashboardTestApp(t)
+  const reply = await app.inject({ url: '/dashboard' })
+
+  assert.equal(reply.statusCode, 200)
+  assert.equal(reply.headers['content-type'], 'text/html; charset=utf-8')
+})

@@ -158,7 +158,7 @@ export async function runAdminCommand(argv: string[], env: NodeJS.ProcessEnv): P
       const password = await readNewPassword(username)
       return run(async (admins) => {
         if (!admins.setPassword(username, await hashPassword(password))) {
-          throw new AdminCommandError(`no dashboard user ${username}`)
+          throw new AdminCommandError(`dashboard user ${username} not found; see admin list`)
         }
         return `changed the password of ${username} and ended their sessions`
       })
@@ -167,7 +167,7 @@ export async function runAdminCommand(argv: string[], env: NodeJS.ProcessEnv): P
       const username = requireUsername(name)
       return run(async (admins) => {
         if (!admins.remove(username)) {
-          throw new AdminCommandError(`no dashboard user ${username}`)
+          throw new AdminCommandError(`dashboard user ${username} not found; see admin list`)
         }
         return `deleted dashboard user ${username} and ended their sessions`
       })
