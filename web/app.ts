@@ -27,7 +27,7 @@ function formatTime(iso: string | null): string {
 }
 
 // The detail of the selected account is reloaded at most this often while live updates arrive.
-const DETAIL_REFRESH_MS = 1000
+const DETAIL_REFRESH_MS = 500
 const SEARCH_DELAY_MS = 200
 
 const state = {

@@ -43,7 +43,11 @@ export class LoginsChart {
       height: 220,
       legend: { show: false },
       cursor: { y: false },
-      scales: { y: { range: (_self, _min, max) => [0, Math.max(1, max)] } },
+      scales: {
+        // Half an hour of room on each side, so the first and last bars are drawn whole.
+        x: { time: true, range: (_self, min, max) => [min - 1800, max + 1800] },
+        y: { range: (_self, _min, max) => [0, Math.max(1, max)] },
+      },
       axes: [{}, { size: 50 }],
       series: [
         {},
