@@ -224,6 +224,22 @@ test('dashboard end to end in headless Chromium', { timeout: 60_000 }, async (t)
     await page.setViewportSize({ width: 1280, height: 900 })
   })
 
+  await t.test('every control has a label', async () => {
+    const unlabeled = await page.evaluate(() =>
+      [...document.querySelectorAll('input, button, select, textarea, progress')]
+        .filter((element) => {
+          const labels = (element as HTMLInputElement).labels
+          const named =
+            (labels !== null && labels.length > 0) ||
+            element.getAttribute('aria-label') ||
+            (element.tagName === 'BUTTON' && element.textContent?.trim())
+          return !named
+        })
+        .map((element) => element.outerHTML),
+    )
+    assert.deepEqual(unlabeled, [])
+  })
+
   await t.test('request without the CSRF token is refused', async () => {
     const reply = await page.evaluate(async () => {
       const response = await fetch('/dashboard/api/session', { method: 'DELETE' })
