@@ -2,6 +2,7 @@ import type { TlsOptions } from 'node:tls'
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify'
 import type { Logger } from 'pino'
 import { registerTokenCheck } from './auth.js'
+import type { Dashboard } from './dashboard/index.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
 import { type RequestRejectedEvent, requestRejected } from './events.js'
 import { registerJsonBodyParser } from './json-body.js'
@@ -27,6 +28,8 @@ export interface AppDependencies {
   logger: Logger
   /** TLS server options; without them the app serves plain HTTP, for `inject` in tests only. */
   https?: TlsOptions
+  /** The admin dashboard under /dashboard; left out, the server has none. */
+  dashboard?: Dashboard
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
@@ -56,7 +59,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await registerTokenCheck(app, deps.tokens)
 
   app.addHook('onSend', (_request, reply, payload, done) => {
-    reply.header('content-type', JSON_CONTENT_TYPE)
+    // A route that set its own type (an HTML page, a script, an event
+    // stream) keeps it; JSON, and the text/plain Fastify gives a bare
+    // string, become exactly application/json.
+    const type = String(reply.getHeader('content-type') ?? '')
+    if (type === '' || type.startsWith('application/json') || type.startsWith('text/plain')) {
+      reply.header('content-type', JSON_CONTENT_TYPE)
+    }
     done(null, payload)
   })
 
@@ -97,6 +106,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   registerHealthRoute(app)
   registerIngestRoute(app, deps.queue)
   registerQueryRoutes(app, deps.store)
+  await deps.dashboard?.register(app)
 
   return app
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { AdminCommandError, runAdminCommand } from './commands/admin.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer } from './server.js'
@@ -74,6 +75,16 @@ async function main(argv: string[]): Promise<void> {
       return
     case 'help':
       process.stdout.write(`${helpText()}\n`)
+      return
+    case 'admin':
+      try {
+        process.stdout.write(`${await runAdminCommand(rest, process.env)}\n`)
+      } catch (error) {
+        if (error instanceof AdminCommandError) {
+          fail(error.message)
+        }
+        throw error
+      }
       return
     default:
       fail(`unknown command ${JSON.stringify(command)}; run iot-metrics --help`)

@@ -24,6 +24,14 @@ export interface Config {
   maxBatchSize: number
   batchDelayMs: number
   maxQueued: number
+  /** Device limit of the Standard plan, which every account starts on. */
+  standardPlanDevices: number
+  /** Device limit of the Enterprise plan. */
+  enterprisePlanDevices: number
+  /** Minutes without a request after which a dashboard session ends. */
+  dashboardIdleMinutes: number
+  /** Hours after sign-in after which a dashboard session ends however active it is. */
+  dashboardSessionMaxHours: number
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -68,6 +76,22 @@ export const OPTIONS = {
   'queue-max': {
     env: 'QUEUE_MAX',
     help: 'max logins waiting to commit before 503 (default 10000)',
+  },
+  'standard-plan-devices': {
+    env: 'STANDARD_PLAN_DEVICES',
+    help: 'device limit of the Standard plan (default 100)',
+  },
+  'enterprise-plan-devices': {
+    env: 'ENTERPRISE_PLAN_DEVICES',
+    help: 'device limit of the Enterprise plan (default 1000)',
+  },
+  'dashboard-idle-minutes': {
+    env: 'DASHBOARD_IDLE_MINUTES',
+    help: 'minutes of inactivity that end a dashboard session (default 30)',
+  },
+  'dashboard-session-max-hours': {
+    env: 'DASHBOARD_SESSION_MAX_HOURS',
+    help: 'hours after sign-in that end a dashboard session in any case (default 12)',
   },
 } as const
 
@@ -166,6 +190,24 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     )
   }
 
+  const standardPlanDevices = parseInteger(
+    'standard-plan-devices',
+    value('standard-plan-devices') ?? '100',
+    1,
+    10_000_000,
+  )
+  const enterprisePlanDevices = parseInteger(
+    'enterprise-plan-devices',
+    value('enterprise-plan-devices') ?? '1000',
+    1,
+    10_000_000,
+  )
+  if (enterprisePlanDevices <= standardPlanDevices) {
+    throw new ConfigError(
+      `ENTERPRISE_PLAN_DEVICES (${enterprisePlanDevices}) must be larger than STANDARD_PLAN_DEVICES (${standardPlanDevices}), so upgrading adds devices`,
+    )
+  }
+
   return {
     host: value('host') ?? '127.0.0.1',
     port: parseInteger('port', value('port') ?? '8443', 0, 65_535),
@@ -182,6 +224,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     maxBatchSize: parseInteger('batch-size', value('batch-size') ?? '1000', 1, 100_000),
     batchDelayMs: parseInteger('batch-delay-ms', value('batch-delay-ms') ?? '0', 0, 1000),
     maxQueued: parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000),
+    standardPlanDevices,
+    enterprisePlanDevices,
+    dashboardIdleMinutes: parseInteger(
+      'dashboard-idle-minutes',
+      value('dashboard-idle-minutes') ?? '30',
+      1,
+      1440,
+    ),
+    dashboardSessionMaxHours: parseInteger(
+      'dashboard-session-max-hours',
+      value('dashboard-session-max-hours') ?? '12',
+      1,
+      720,
+    ),
     warnings,
   }
 }
@@ -194,6 +250,7 @@ export function helpText(): string {
 
   return [
     'Usage: iot-metrics [start] [options]',
+    '       iot-metrics admin <create|passwd|delete|list> [NAME] (dashboard users; admin --help)',
     '',
     'Options (flag, environment variable, meaning); a flag wins over its variable:',
     ...lines,

@@ -45,6 +45,50 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX logins_by_time ON logins (ts);
     `,
   },
+  {
+    version: 3,
+    name: 'dashboard: plans, plan changes, admin users and sessions',
+    sql: `
+      -- An account without a row here is on the Standard plan.
+      CREATE TABLE account_plans (
+        account_id TEXT PRIMARY KEY,
+        plan TEXT NOT NULL CHECK (plan IN ('standard', 'enterprise')),
+        changed_at TEXT NOT NULL,
+        changed_by TEXT NOT NULL
+      );
+
+      CREATE TABLE plan_changes (
+        id INTEGER PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        from_plan TEXT NOT NULL,
+        to_plan TEXT NOT NULL,
+        changed_by TEXT NOT NULL,
+        changed_at TEXT NOT NULL
+      );
+      CREATE INDEX plan_changes_by_account ON plan_changes (account_id, id);
+
+      -- password_hash holds the scrypt parameters and salt beside the hash.
+      CREATE TABLE admin_users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        password_changed_at TEXT NOT NULL
+      );
+
+      -- Only the SHA-256 of a session id is stored, so a copy of the database
+      -- does not hand out live sessions. Times are Unix milliseconds.
+      CREATE TABLE dashboard_sessions (
+        id_hash TEXT PRIMARY KEY,
+        admin_id INTEGER NOT NULL REFERENCES admin_users (id),
+        csrf_token TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        last_seen_at INTEGER NOT NULL,
+        ip TEXT NOT NULL
+      );
+      CREATE INDEX dashboard_sessions_by_admin ON dashboard_sessions (admin_id);
+    `,
+  },
 ]
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0

@@ -2,8 +2,9 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from './app.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
+import { createDashboard } from './dashboard/index.js'
 import { ensureDevCertificates } from './dev-certs.js'
-import { openSqliteStore } from './sqlite-store.js'
+import { createSqliteStore, openDatabase } from './sqlite-store.js'
 import { EXPIRY_WARNING_DAYS, loadTlsMaterial, tlsServerOptions } from './tls.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
 import { createWriteQueue } from './write-queue.js'
@@ -57,7 +58,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
 
   const tokens = createTokenVerifier(resolveTokens(config, logger))
-  const store = openSqliteStore({ path: config.dbPath, synchronous: config.synchronous })
+  const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
+  const store = createSqliteStore(db)
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: config.maxBatchSize,
@@ -68,7 +70,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
   let app: FastifyInstance
   try {
-    app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls) })
+    const dashboard = createDashboard({
+      db,
+      logger,
+      standardPlanDevices: config.standardPlanDevices,
+      enterprisePlanDevices: config.enterprisePlanDevices,
+      idleMinutes: config.dashboardIdleMinutes,
+      sessionMaxHours: config.dashboardSessionMaxHours,
+    })
+    app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls), dashboard })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
     store.close()

@@ -101,11 +101,14 @@ export interface RawReply {
   body: string
 }
 
-/** Sends one HTTP/1.1 request as raw bytes over TLS and returns the raw reply. */
+/** Sends one HTTP/1.1 request with `Connection: close` as raw bytes over TLS and returns the raw reply. */
 export async function rawRequest(server: ServerProcess, requestText: string): Promise<RawReply> {
   const socket = connect({ host: '127.0.0.1', port: server.port, ca: server.ca })
   await once(socket, 'secureConnect')
-  socket.end(requestText)
+  // write, not end: a half-closed socket lets the server close the
+  // connection before the reply of a login that is still committing.
+  // The request sends `Connection: close`, so the server ends it.
+  socket.write(requestText)
 
   const chunks: Buffer[] = []
   for await (const chunk of socket) {
