@@ -5,6 +5,7 @@ import { registerTokenCheck } from './auth.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
 import { type RequestRejectedEvent, requestRejected } from './events.js'
 import { registerJsonBodyParser } from './json-body.js'
+import { type RateLimitOptions, registerRateLimit } from './rate-limit.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
 import { registerQueryRoutes } from './routes/queries.js'
@@ -27,6 +28,8 @@ export interface AppDependencies {
   logger: Logger
   /** TLS server options; without them the app serves plain HTTP, for `inject` in tests only. */
   https?: TlsOptions
+  /** The per-token rate limit; without it, or at rate 0, requests are not limited. */
+  rateLimit?: RateLimitOptions
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
@@ -54,9 +57,16 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.setValidatorCompiler(createValidatorCompiler())
   registerJsonBodyParser(app)
   await registerTokenCheck(app, deps.tokens)
+  if (deps.rateLimit !== undefined) {
+    registerRateLimit(app, deps.rateLimit)
+  }
 
   app.addHook('onSend', (_request, reply, payload, done) => {
     reply.header('content-type', JSON_CONTENT_TYPE)
+    // Replies carry account data and are never worth caching by a proxy, and
+    // a browser must not guess another type than JSON.
+    reply.header('cache-control', 'no-store')
+    reply.header('x-content-type-options', 'nosniff')
     done(null, payload)
   })
 

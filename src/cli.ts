@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { runTokensCommand } from './commands/tokens.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer } from './server.js'
@@ -71,6 +72,12 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'start':
       await start(rest)
+      return
+    case 'tokens':
+      process.exitCode = runTokensCommand(rest, process.env, {
+        stdout: (text) => process.stdout.write(text),
+        stderr: (text) => process.stderr.write(text),
+      })
       return
     case 'help':
       process.stdout.write(`${helpText()}\n`)

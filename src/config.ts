@@ -4,6 +4,7 @@ import type { SynchronousMode } from './sqlite-store.js'
 import { isWellFormedToken, RECOMMENDED_TOKEN_LENGTH, splitTokenList } from './tokens.js'
 
 export const DEFAULT_CERT_DIR = 'certs'
+export const DEFAULT_DB_PATH = join('data', 'metrics.db')
 
 export interface Config {
   host: string
@@ -24,6 +25,11 @@ export interface Config {
   maxBatchSize: number
   batchDelayMs: number
   maxQueued: number
+  /** Requests per second each token may send; 0 turns the limit off. */
+  rateLimitPerSecond: number
+  rateLimitBurst: number
+  /** CA file whose client certificates the server requires (mutual TLS); undefined: none required. */
+  clientCaPath: string | undefined
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -68,6 +74,18 @@ export const OPTIONS = {
   'queue-max': {
     env: 'QUEUE_MAX',
     help: 'max logins waiting to commit before 503 (default 10000)',
+  },
+  'rate-limit': {
+    env: 'RATE_LIMIT',
+    help: 'requests per second each token may send, then 429 (default 0: no limit)',
+  },
+  'rate-limit-burst': {
+    env: 'RATE_LIMIT_BURST',
+    help: 'requests a token may send at once above the rate (default 10 times the rate)',
+  },
+  'client-ca': {
+    env: 'CLIENT_CA',
+    help: 'PEM CA file: require client certificates it signed, besides the token (mutual TLS)',
   },
 } as const
 
@@ -130,7 +148,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   }
 
   const warnings: string[] = []
-  const dbPath = resolve(value('db-path') ?? join('data', 'metrics.db'))
+  const dbPath = resolve(value('db-path') ?? DEFAULT_DB_PATH)
   const certPath = value('tls-cert')
   const keyPath = value('tls-key')
   if ((certPath === undefined) !== (keyPath === undefined)) {
@@ -166,6 +184,9 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     )
   }
 
+  const rateLimitPerSecond = parseInteger('rate-limit', value('rate-limit') ?? '0', 0, 10_000_000)
+  const clientCa = value('client-ca')
+
   return {
     host: value('host') ?? '127.0.0.1',
     port: parseInteger('port', value('port') ?? '8443', 0, 65_535),
@@ -182,6 +203,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     maxBatchSize: parseInteger('batch-size', value('batch-size') ?? '1000', 1, 100_000),
     batchDelayMs: parseInteger('batch-delay-ms', value('batch-delay-ms') ?? '0', 0, 1000),
     maxQueued: parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000),
+    rateLimitPerSecond,
+    rateLimitBurst: parseInteger(
+      'rate-limit-burst',
+      value('rate-limit-burst') ?? String(Math.max(1, rateLimitPerSecond * 10)),
+      1,
+      100_000_000,
+    ),
+    clientCaPath: clientCa === undefined ? undefined : resolve(clientCa),
     warnings,
   }
 }
@@ -194,6 +223,7 @@ export function helpText(): string {
 
   return [
     'Usage: iot-metrics [start] [options]',
+    '       iot-metrics tokens create|list|revoke (run iot-metrics tokens help)',
     '',
     'Options (flag, environment variable, meaning); a flag wins over its variable:',
     ...lines,

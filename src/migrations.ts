@@ -45,6 +45,44 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX logins_by_time ON logins (ts);
     `,
   },
+  {
+    version: 2,
+    name: 'managed api tokens',
+    sql: `
+      -- Only the SHA-256 of a token is stored; the token itself is shown once.
+      -- AUTOINCREMENT keeps the id of a revoked token from being reused.
+      CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_hash BLOB NOT NULL UNIQUE,
+        scope TEXT NOT NULL CHECK (scope IN ('ingest', 'read')),
+        account_id TEXT CHECK (account_id IS NULL OR scope = 'ingest'),
+        name TEXT,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+      );
+
+      -- Bumped by every change a running server must see (a new token, a
+      -- revocation), but not by last-use updates, so the server reloads its
+      -- token cache only when the set of valid tokens changed.
+      CREATE TABLE api_token_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+      );
+      INSERT INTO api_token_generation (id, generation) VALUES (1, 0);
+
+      CREATE TRIGGER api_tokens_inserted AFTER INSERT ON api_tokens BEGIN
+        UPDATE api_token_generation SET generation = generation + 1;
+      END;
+      CREATE TRIGGER api_tokens_changed
+      AFTER UPDATE OF token_hash, scope, account_id, revoked_at ON api_tokens BEGIN
+        UPDATE api_token_generation SET generation = generation + 1;
+      END;
+      CREATE TRIGGER api_tokens_deleted AFTER DELETE ON api_tokens BEGIN
+        UPDATE api_token_generation SET generation = generation + 1;
+      END;
+    `,
+  },
 ]
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0

@@ -3,8 +3,10 @@ import type { Logger } from 'pino'
 import { buildApp } from './app.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { ensureDevCertificates } from './dev-certs.js'
-import { openSqliteStore } from './sqlite-store.js'
+import { createManagedTokenCache } from './managed-tokens.js'
+import { createSqliteStore, openDatabase } from './sqlite-store.js'
 import { EXPIRY_WARNING_DAYS, loadTlsMaterial, tlsServerOptions } from './tls.js'
+import { createTokenStore } from './token-store.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
 import { createWriteQueue } from './write-queue.js'
 
@@ -56,8 +58,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     )
   }
 
-  const tokens = createTokenVerifier(resolveTokens(config, logger))
-  const store = openSqliteStore({ path: config.dbPath, synchronous: config.synchronous })
+  const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
+  const store = createSqliteStore(db)
+  const managedTokens = createManagedTokenCache({ db, store: createTokenStore(db), logger })
+  const tokens = createTokenVerifier(resolveTokens(config, logger), managedTokens)
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: config.maxBatchSize,
@@ -68,9 +72,17 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
   let app: FastifyInstance
   try {
-    app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls) })
+    app = await buildApp({
+      store,
+      queue,
+      tokens,
+      logger,
+      https: tlsServerOptions(tls),
+      rateLimit: { ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
+    })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    managedTokens.close()
     store.close()
     throw error
   }
@@ -99,6 +111,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       closing ??= (async () => {
         await app.close()
         await queue.close()
+        managedTokens.close()
         store.checkpoint()
         store.close()
         logger.info({ committedLogins: queue.stats().committedLogins }, 'server stopped')

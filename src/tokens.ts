@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
+import { checkManagedToken } from './token-format.js'
 
 /** What a token may do: `ingest` sends logins, `read` queries them. */
 export type Scope = 'ingest' | 'read'
@@ -24,35 +25,94 @@ function digest(token: string): Buffer {
   return createHash('sha256').update(token).digest()
 }
 
+/** What a valid token grants. */
+export interface TokenGrant {
+  scope: Scope
+  /** The only account this token may send logins for; undefined when unbound. */
+  accountId?: string
+  /** Stable per token and not secret (never the token itself): the rate limiter's bucket key. */
+  key: string
+}
+
+/** Why a token was rejected; logged and counted, while the token never is. */
+export type TokenFailure = 'malformed' | 'checksum' | 'unknown'
+
+export type TokenCheck = { grant: TokenGrant } | { failure: TokenFailure }
+
 export interface TokenVerifier {
   /** Returns the scope of a known token, or undefined. Takes the same time for every token. */
   verify(token: string): Scope | undefined
+  /** Returns what a token grants, or why it was rejected. */
+  check(token: string): TokenCheck
+}
+
+/** Looks up managed tokens by their SHA-256; see managed-tokens.ts. */
+export interface ManagedTokenLookup {
+  lookup(hash: Buffer): { id: number; scope: Scope; accountId: string | null } | undefined
 }
 
 /**
- * Builds the verifier over the configured tokens. Tokens are compared as
+ * Builds the verifier over the configured tokens and, when given, the
+ * managed tokens of the database. Configured tokens are compared as
  * SHA-256 digests with timingSafeEqual, and every candidate is compared
  * against every configured token, so the time taken reveals neither a
- * token's length nor how many of its characters matched.
+ * token's length nor how many of its characters matched. A token shaped
+ * like a managed one must pass its checksum before any lookup.
  */
-export function createTokenVerifier(tokens: TokenSet): TokenVerifier {
+export function createTokenVerifier(tokens: TokenSet, managed?: ManagedTokenLookup): TokenVerifier {
   const known: Array<{ digest: Buffer; scope: Scope }> = [
     ...tokens.ingest.map((token) => ({ digest: digest(token), scope: 'ingest' as const })),
     ...tokens.read.map((token) => ({ digest: digest(token), scope: 'read' as const })),
   ]
 
+  function checkConfigured(candidate: Buffer): TokenGrant | undefined {
+    let found: Scope | undefined
+    for (const entry of known) {
+      if (timingSafeEqual(candidate, entry.digest)) {
+        found = entry.scope
+      }
+    }
+
+    return found === undefined
+      ? undefined
+      : { scope: found, key: `env:${candidate.subarray(0, 12).toString('hex')}` }
+  }
+
+  function check(token: string): TokenCheck {
+    if (!isWellFormedToken(token)) {
+      return { failure: 'malformed' }
+    }
+    const shape = checkManagedToken(token)
+    if (shape.kind === 'invalid') {
+      return { failure: shape.reason }
+    }
+
+    const candidate = digest(token)
+    if (shape.kind === 'managed' && managed !== undefined) {
+      const entry = managed.lookup(candidate)
+      // The scope in the prefix must agree with the stored one.
+      if (entry !== undefined && entry.scope === shape.scope) {
+        const grant: TokenGrant = { scope: entry.scope, key: `db:${entry.id}` }
+        if (entry.accountId !== null) {
+          grant.accountId = entry.accountId
+        }
+
+        return { grant }
+      }
+    }
+
+    const grant = checkConfigured(candidate)
+
+    return grant === undefined ? { failure: 'unknown' } : { grant }
+  }
+
   return {
     verify(token) {
-      const candidate = digest(token)
-      let found: Scope | undefined
-      for (const entry of known) {
-        if (timingSafeEqual(candidate, entry.digest)) {
-          found = entry.scope
-        }
-      }
+      const result = check(token)
 
-      return found
+      return 'grant' in result ? result.grant.scope : undefined
     },
+    check,
   }
 }
 
