@@ -54,6 +54,10 @@ async function start(argv: string[]): Promise<void> {
       },
     )
   }
+  // SIGHUP, the usual "reload your configuration" signal, reloads the TLS files.
+  process.on('SIGHUP', () => {
+    server.reloadTls('SIGHUP')
+  })
   process.once('SIGINT', shutdown)
   process.once('SIGTERM', shutdown)
 }

@@ -1,3 +1,4 @@
+import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from './app.js'
@@ -5,7 +6,8 @@ import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { ensureDevCertificates } from './dev-certs.js'
 import { createManagedTokenCache } from './managed-tokens.js'
 import { createSqliteStore, openDatabase } from './sqlite-store.js'
-import { EXPIRY_WARNING_DAYS, loadTlsMaterial, tlsServerOptions } from './tls.js'
+import { loadClientCa, loadTlsMaterial, tlsServerOptions } from './tls.js'
+import { createTlsReloader } from './tls-reloader.js'
 import { createTokenStore } from './token-store.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
 import { createWriteQueue } from './write-queue.js'
@@ -14,6 +16,10 @@ export interface RunningServer {
   app: FastifyInstance
   /** The HTTPS base URL, with the port actually bound. */
   url: string
+  /** Loads the certificate, key and client CA files again; false when they are unusable. */
+  reloadTls(trigger: string): boolean
+  /** Expiry of the certificate being served. */
+  certificateValidTo(): Date
   /** Stops accepting requests, commits every queued login, closes the database. */
   close(): Promise<void>
 }
@@ -47,16 +53,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     }
   }
   const tls = loadTlsMaterial(config.tlsCertPath, config.tlsKeyPath)
-  if (tls.daysToExpiry < EXPIRY_WARNING_DAYS) {
-    logger.warn(
-      {
-        certificate: config.tlsCertPath,
-        validTo: tls.validTo.toISOString(),
-        daysToExpiry: tls.daysToExpiry,
-      },
-      'the TLS certificate expires soon; replace it',
-    )
-  }
+  const clientCa = config.clientCaPath === undefined ? undefined : loadClientCa(config.clientCaPath)
 
   const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
   const store = createSqliteStore(db)
@@ -77,7 +74,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       queue,
       tokens,
       logger,
-      https: tlsServerOptions(tls),
+      https: tlsServerOptions(tls, clientCa),
       rateLimit: { ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
     })
     await app.listen({ host: config.host, port: config.port })
@@ -86,6 +83,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     store.close()
     throw error
   }
+
+  // The reloader logs the certificate's expiry now and after every reload.
+  const tlsReloader = createTlsReloader({
+    server: app.server as unknown as TlsServer,
+    certPath: config.tlsCertPath,
+    keyPath: config.tlsKeyPath,
+    clientCaPath: config.clientCaPath,
+    initial: tls,
+    logger,
+  })
 
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
@@ -99,6 +106,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       database: config.dbPath,
       synchronous: config.synchronous,
       certificateDaysToExpiry: tls.daysToExpiry,
+      clientCa: config.clientCaPath ?? null,
     },
     'server listening',
   )
@@ -107,8 +115,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   return {
     app,
     url,
+    reloadTls: (trigger) => tlsReloader.reload(trigger),
+    certificateValidTo: () => tlsReloader.validTo(),
     close() {
       closing ??= (async () => {
+        tlsReloader.close()
         await app.close()
         await queue.close()
         managedTokens.close()

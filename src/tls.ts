@@ -78,13 +78,51 @@ export function loadTlsMaterial(certPath: string, keyPath: string, now = new Dat
   return { cert, key, validTo, daysToExpiry }
 }
 
-/** Returns the Node TLS server options: TLS 1.2 or later, forward-secret AEAD ciphers only. */
-export function tlsServerOptions(material: TlsMaterial): TlsOptions & SecureContextOptions {
-  return {
+/**
+ * Loads the CA file of mutual TLS and checks that it holds a CA certificate.
+ * Returns the whole file, which may hold several certificates.
+ */
+export function loadClientCa(path: string): Buffer {
+  const pem = readPem(path, 'client CA')
+  let certificate: X509Certificate
+  try {
+    certificate = new X509Certificate(pem)
+  } catch {
+    throw new ConfigError(`TLS client CA ${path} is not a PEM X.509 certificate`)
+  }
+  if (!certificate.ca) {
+    throw new ConfigError(
+      `TLS client CA ${path} is not a CA certificate (basicConstraints CA:TRUE is missing)`,
+    )
+  }
+
+  return pem
+}
+
+/**
+ * Returns the Node TLS server options: TLS 1.2 or later, forward-secret AEAD
+ * ciphers only. With `clientCa`, a client must present a certificate that CA
+ * signed before any request is read (mutual TLS).
+ */
+export function tlsServerOptions(
+  material: TlsMaterial,
+  clientCa?: Buffer,
+): TlsOptions & SecureContextOptions {
+  const options: TlsOptions & SecureContextOptions = {
     cert: material.cert,
     key: material.key,
+    // Node negotiates the highest version both sides offer, so TLS 1.3 is
+    // chosen whenever the client has it; its suites are all AEAD with
+    // ephemeral key exchange and stay at Node's defaults.
     minVersion: 'TLSv1.2',
     ciphers: TLS12_CIPHERS,
     honorCipherOrder: true,
   }
+  if (clientCa !== undefined) {
+    options.ca = clientCa
+    options.requestCert = true
+    options.rejectUnauthorized = true
+  }
+
+  return options
 }
