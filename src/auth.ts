@@ -66,6 +66,16 @@ export async function registerTokenCheck(
   let failedTokenChecks = 0
   app.decorate('failedTokenChecks', () => failedTokenChecks)
 
+  function recordFailure(request: FastifyRequest, reason: string): void {
+    failedTokenChecks += 1
+    if (tokenCheckFailed.hasSubscribers) {
+      const event: TokenCheckFailedEvent = { reason, ip: request.ip }
+      tokenCheckFailed.publish(event)
+    }
+    // The client address and the reason, never the token.
+    request.log.info({ ip: request.ip, reason, failedTokenChecks }, 'token check failed')
+  }
+
   await app.register(bearerAuth, {
     keys: [],
     // The scheme name is case-insensitive (RFC 7235), so "bearer" works too.
@@ -98,18 +108,12 @@ export async function registerTokenCheck(
 
       app.verifyBearerAuth?.(request, reply, (error?: Error) => {
         if (error) {
-          failedTokenChecks += 1
-          const reason = request.tokenFailure ?? 'missing'
-          if (tokenCheckFailed.hasSubscribers) {
-            const event: TokenCheckFailedEvent = { reason, ip: request.ip }
-            tokenCheckFailed.publish(event)
-          }
-          // The client address and the reason, never the token.
-          request.log.info({ ip: request.ip, reason, failedTokenChecks }, 'token check failed')
+          recordFailure(request, request.tokenFailure ?? 'missing')
           done(toAuthError(error, request.tokenFailure))
           return
         }
         if (request.tokenScope !== required) {
+          recordFailure(request, 'wrong-scope')
           done(
             new AppError(
               'IOTM_ERR_AUTH_WRONG_SCOPE',

@@ -26,7 +26,7 @@ export interface RequestRejectedEvent {
 }
 
 export interface TokenCheckFailedEvent {
-  /** `missing`, `malformed`, `checksum` (a mistyped managed token) or `unknown`. */
+  /** `missing`, `malformed`, `checksum` (a mistyped managed token), `unknown` or `wrong-scope`. */
   reason: string
   ip: string
 }
