@@ -16,7 +16,7 @@ declare module 'fastify' {
     tokenAccount: string | undefined
     /** A key naming the request's valid token without revealing it, for per-token limits. */
     tokenKey: string | undefined
-    /** Why the token check failed, for the failure log line. */
+    /** Reason the token check failed, for the failure log line. */
     tokenFailure: TokenFailure | undefined
   }
   interface FastifyInstance {

@@ -1,6 +1,7 @@
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { SynchronousMode } from './sqlite-store.js'
+import { checkManagedToken, MANAGED_TOKEN_PREFIX } from './token-format.js'
 import { isWellFormedToken, RECOMMENDED_TOKEN_LENGTH, splitTokenList } from './tokens.js'
 
 export const DEFAULT_CERT_DIR = 'certs'
@@ -113,6 +114,11 @@ function parseTokens(
     if (!isWellFormedToken(token)) {
       throw new ConfigError(
         `invalid ${OPTIONS[name].env}: token ${index + 1} contains characters a bearer token cannot have (allowed: letters, digits and -._~+/ with trailing =)`,
+      )
+    }
+    if (checkManagedToken(token).kind === 'invalid') {
+      throw new ConfigError(
+        `invalid ${OPTIONS[name].env}: token ${index + 1} starts with ${MANAGED_TOKEN_PREFIX} but is not a valid managed token (wrong length or checksum); copy it again`,
       )
     }
     if (token.length < RECOMMENDED_TOKEN_LENGTH) {

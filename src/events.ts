@@ -36,7 +36,7 @@ export interface TlsCertificateLoadedEvent {
   validTo: Date
   /** Whole days left at load time; subscribers can compute a live value from `validTo`. */
   daysToExpiry: number
-  /** What loaded it: `start`, `SIGHUP` or `file change`. */
+  /** Cause of the load: `start`, `SIGHUP`, `file change` or `daily check`. */
   trigger: string
 }
 

@@ -32,8 +32,8 @@ export interface ManagedTokenCacheOptions {
  *
  * `PRAGMA data_version` changes only when another connection commits, so
  * polling it is a cheap way to notice `iot-metrics tokens create` or
- * `revoke` run from a shell; the generation counter then tells whether the
- * commit touched the tokens at all (and not, say, a backup tool's write).
+ * `revoke` run from a shell. The generation counter then shows whether the
+ * commit touched the tokens at all, and not, say, only a backup tool's write.
  * Looking up a hash in a Map is not constant-time, which is safe here: an
  * attacker who learns how a hash compares learns nothing about a token whose
  * preimage has 256 random bits.

@@ -23,9 +23,9 @@ export interface TokenBuckets {
 
 /**
  * Creates one token bucket per key. A bucket refills at `ratePerSecond` up
- * to `burst`; a bucket idle long enough to be full again is the same as a
+ * to `burst`. A bucket idle long enough to be full again is the same as a
  * new one, so such buckets are dropped whenever the map has doubled since
- * the last sweep, which keeps memory proportional to the active tokens.
+ * the last sweep. Memory thus stays proportional to the active tokens.
  */
 export function createTokenBuckets(options: RateLimitOptions): TokenBuckets {
   const now = options.now ?? Date.now

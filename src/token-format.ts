@@ -75,10 +75,10 @@ export type ManagedTokenCheck =
   | { kind: 'invalid'; reason: 'malformed' | 'checksum' }
 
 /**
- * Classifies a presented token by its shape alone: a well-formed managed
- * token with its scope, a token of another shape (from the environment or
- * the token file), or a token that starts like a managed one but is
- * malformed or fails its checksum.
+ * Classifies a presented token by its shape alone. The result is a
+ * well-formed managed token with its scope, a token of another shape (from
+ * the environment or an older token file), or a token that starts like a
+ * managed one but is malformed or fails its checksum.
  */
 export function checkManagedToken(token: string): ManagedTokenCheck {
   if (!token.startsWith(MANAGED_TOKEN_PREFIX)) {
@@ -99,10 +99,10 @@ export function checkManagedToken(token: string): ManagedTokenCheck {
 }
 
 /**
- * Hashes a token for storage and lookup. One SHA-256 is enough: a slow KDF
- * (bcrypt, scrypt, Argon2) protects guessable passwords, but a managed token
- * carries 256 random bits, so no offline guessing of a stolen hash can
- * succeed, and a fast hash keeps every request's check in microseconds.
+ * Hashes a token for storage and lookup. A slow KDF (bcrypt, scrypt,
+ * Argon2) protects guessable passwords, but a managed token carries 256
+ * random bits, so no offline guessing of a stolen hash can succeed. One
+ * SHA-256 is therefore enough, and it keeps each request's check fast.
  */
 export function hashToken(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest()

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { test } from 'node:test'
 import Database from 'better-sqlite3'
 import { createTokenBuckets } from '../src/rate-limit.js'
-import { buildSecurityTestApp } from './security-app.js'
+import { buildSecurityTestApp, getWithToken, postLogin } from './security-app.js'
 
 const ACCOUNT = '781df840-09da-42f4-ba29-996d2ff76a73'
 
@@ -40,24 +40,14 @@ test('token bucket drops idle buckets', () => {
 
 test('rate limit answers 429 with Retry-After', async (t) => {
   const fixture = await buildSecurityTestApp(t, { rateLimit: { ratePerSecond: 1, burst: 2 } })
-  const send = (token: string) =>
-    fixture.app.inject({
-      method: 'POST',
-      url: '/metrics',
-      headers: { authorization: `Bearer ${token}` },
-      payload: login(),
-    })
+  const send = (token: string) => postLogin(fixture.app, token, login())
 
   const statuses = [
     (await send(fixture.ingestToken)).statusCode,
     (await send(fixture.ingestToken)).statusCode,
   ]
   const limited = await send(fixture.ingestToken)
-  const otherToken = await fixture.app.inject({
-    method: 'GET',
-    url: '/accounts',
-    headers: { authorization: `Bearer ${fixture.readToken}` },
-  })
+  const otherToken = await getWithToken(fixture.app, '/accounts', fixture.readToken)
 
   assert.deepEqual(statuses, [201, 201])
   assert.equal(limited.statusCode, 429)
@@ -80,11 +70,7 @@ test('rate limit ignores requests with bad tokens', async (t) => {
     })
     assert.equal(reply.statusCode, 403)
   }
-  const valid = await fixture.app.inject({
-    method: 'GET',
-    url: '/accounts',
-    headers: { authorization: `Bearer ${fixture.readToken}` },
-  })
+  const valid = await getWithToken(fixture.app, '/accounts', fixture.readToken)
 
   assert.equal(valid.statusCode, 200)
 })
@@ -93,11 +79,7 @@ test('rate limit is off by default', async (t) => {
   const fixture = await buildSecurityTestApp(t)
 
   for (let i = 0; i < 50; i++) {
-    const reply = await fixture.app.inject({
-      method: 'GET',
-      url: '/accounts',
-      headers: { authorization: `Bearer ${fixture.readToken}` },
-    })
+    const reply = await getWithToken(fixture.app, '/accounts', fixture.readToken)
     assert.equal(reply.statusCode, 200)
   }
 })
@@ -105,16 +87,8 @@ test('rate limit is off by default', async (t) => {
 test('replies are no-store and nosniff', async (t) => {
   const fixture = await buildSecurityTestApp(t)
   const replies = [
-    await fixture.app.inject({
-      method: 'GET',
-      url: '/accounts',
-      headers: { authorization: `Bearer ${fixture.readToken}` },
-    }),
-    await fixture.app.inject({
-      method: 'GET',
-      url: `/logins?account_id=${ACCOUNT}`,
-      headers: { authorization: `Bearer ${fixture.readToken}` },
-    }),
+    await getWithToken(fixture.app, '/accounts', fixture.readToken),
+    await getWithToken(fixture.app, `/logins?account_id=${ACCOUNT}`, fixture.readToken),
     await fixture.app.inject({ method: 'GET', url: '/accounts' }),
     await fixture.app.inject({ method: 'GET', url: '/nowhere' }),
   ]
@@ -133,22 +107,9 @@ test('storage failures reveal no SQL, path or stack', async (t) => {
   other.close()
 
   const replies = [
-    await fixture.app.inject({
-      method: 'POST',
-      url: '/metrics',
-      headers: { authorization: `Bearer ${fixture.ingestToken}` },
-      payload: login(),
-    }),
-    await fixture.app.inject({
-      method: 'GET',
-      url: `/accounts/${ACCOUNT}`,
-      headers: { authorization: `Bearer ${fixture.readToken}` },
-    }),
-    await fixture.app.inject({
-      method: 'GET',
-      url: '/logins',
-      headers: { authorization: `Bearer ${fixture.readToken}` },
-    }),
+    await postLogin(fixture.app, fixture.ingestToken, login()),
+    await getWithToken(fixture.app, `/accounts/${ACCOUNT}`, fixture.readToken),
+    await getWithToken(fixture.app, '/logins', fixture.readToken),
   ]
 
   for (const reply of replies) {

@@ -66,3 +66,18 @@ export async function buildSecurityTestApp(
 
   return { app, db, dbPath, store, tokenStore, managed, ingestToken, readToken, logLines: lines }
 }
+
+/** Sends one login to POST /metrics through `inject`. */
+export function postLogin(app: FastifyInstance, token: string, login: unknown) {
+  return app.inject({
+    method: 'POST',
+    url: '/metrics',
+    headers: { authorization: `Bearer ${token}` },
+    payload: login as Record<string, unknown>,
+  })
+}
+
+/** Sends a GET with a bearer token through `inject`. */
+export function getWithToken(app: FastifyInstance, url: string, token: string) {
+  return app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } })
+}

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { test } from 'node:test'
 import { connect, type TLSSocket } from 'node:tls'
 import { generateDevCertificates } from '../src/dev-certs.js'
+import { loadClientCa } from '../src/tls.js'
 import { tempDir } from './helpers.js'
 import { readGeneratedTokens, type ServerProcess, startServerProcess } from './server-process.js'
 
@@ -27,7 +28,7 @@ function sClient(server: ServerProcess, args: string[]): Handshake {
   return { accepted: result.status === 0 && /Cipher is (?!\(NONE\))/.test(output), output }
 }
 
-/** The server, not the client, refused when the client received a TLS alert. */
+/** Returns true when the client received a TLS alert, so the server, not the client, refused. */
 function serverAlerted(handshake: Handshake): boolean {
   return /alert (protocol version|handshake failure|insufficient security)/.test(handshake.output)
 }
@@ -284,4 +285,17 @@ test('client CA must be a CA certificate', async (t) => {
     startServerProcess(t, cwd, { CLIENT_CA: devices.cert }),
     /not a CA certificate/,
   )
+})
+
+test('client CA bundle must hold only CA certificates', (t) => {
+  const dir = tempDir(t)
+  const devices = createClientPki(dir, 'devices')
+  const fleet = createClientPki(dir, 'fleet')
+  const bundle = join(dir, 'bundle.pem')
+  writeFileSync(bundle, readFileSync(devices.ca) + readFileSync(fleet.ca).toString())
+  const mixed = join(dir, 'mixed.pem')
+  writeFileSync(mixed, readFileSync(devices.ca) + readFileSync(fleet.cert).toString())
+
+  assert.ok(loadClientCa(bundle).length > 0)
+  assert.throws(() => loadClientCa(mixed), /certificate 2 .*is not a CA certificate/)
 })

@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import { test } from 'node:test'
+import type Database from 'better-sqlite3'
+import { runTokensCommand } from '../src/commands/tokens.js'
+import { parseConfig } from '../src/config.js'
 import { openDatabase } from '../src/sqlite-store.js'
 import { checkManagedToken, crc32, generateManagedToken, hashToken } from '../src/token-format.js'
 import { createTokenStore, type TokenStore } from '../src/token-store.js'
+import { loadOrCreateTokenFile } from '../src/tokens.js'
 import { tempDir } from './helpers.js'
-import { buildSecurityTestApp } from './security-app.js'
+import { buildSecurityTestApp, getWithToken, postLogin } from './security-app.js'
 
 const ACCOUNT = '781df840-09da-42f4-ba29-996d2ff76a73'
 const OTHER_ACCOUNT = 'testacct-0000-0000-0000-000000000000'
@@ -16,12 +21,19 @@ function login(accountId: string) {
   return { account_id: accountId, user_id: randomUUID(), timestamp: new Date().toISOString() }
 }
 
-/** A second connection to the same file, the way `iot-metrics tokens` opens it. */
-function otherConnection(t: TestContext, dbPath: string): TokenStore {
-  const db = openDatabase({ path: dbPath })
+/** Opens a token store on its own connection, the way `iot-metrics tokens` does. */
+function openTokenStore(
+  t: TestContext,
+  dbPath?: string,
+): { db: Database.Database; store: TokenStore } {
+  const db = openDatabase({ path: dbPath ?? join(tempDir(t), 'metrics.db') })
   t.after(() => db.close())
 
-  return createTokenStore(db)
+  return { db, store: createTokenStore(db) }
+}
+
+function otherConnection(t: TestContext, dbPath: string): TokenStore {
+  return openTokenStore(t, dbPath).store
 }
 
 test('crc32 matches the standard check value', () => {
@@ -51,9 +63,7 @@ test('managed token with one changed character fails its checksum', () => {
 })
 
 test('token store keeps only the SHA-256 of a token', (t) => {
-  const db = openDatabase({ path: join(tempDir(t), 'metrics.db') })
-  t.after(() => db.close())
-  const store = createTokenStore(db)
+  const { db, store } = openTokenStore(t)
 
   const { token, info } = store.create({ scope: 'ingest', accountId: ACCOUNT, name: 'gate 1' })
 
@@ -69,9 +79,7 @@ test('token store keeps only the SHA-256 of a token', (t) => {
 })
 
 test('token store revokes once and reports unknown ids', (t) => {
-  const db = openDatabase({ path: join(tempDir(t), 'metrics.db') })
-  t.after(() => db.close())
-  const store = createTokenStore(db)
+  const { store } = openTokenStore(t)
   const { info } = store.create({ scope: 'read' })
   const before = store.generation()
 
@@ -84,9 +92,7 @@ test('token store revokes once and reports unknown ids', (t) => {
 })
 
 test('last-use updates leave the generation unchanged', (t) => {
-  const db = openDatabase({ path: join(tempDir(t), 'metrics.db') })
-  t.after(() => db.close())
-  const store = createTokenStore(db)
+  const { store } = openTokenStore(t)
   const { info } = store.create({ scope: 'read' })
   const before = store.generation()
 
@@ -102,12 +108,7 @@ test('managed ingest token stores a login', async (t) => {
   const { token } = otherConnection(t, fixture.dbPath).create({ scope: 'ingest' })
   fixture.managed.refresh()
 
-  const reply = await fixture.app.inject({
-    method: 'POST',
-    url: '/metrics',
-    headers: { authorization: `Bearer ${token}` },
-    payload: login(ACCOUNT),
-  })
+  const reply = await postLogin(fixture.app, token, login(ACCOUNT))
 
   assert.equal(reply.statusCode, 201, reply.body)
 })
@@ -117,17 +118,8 @@ test('managed read token cannot send logins', async (t) => {
   const { token } = otherConnection(t, fixture.dbPath).create({ scope: 'read' })
   fixture.managed.refresh()
 
-  const post = await fixture.app.inject({
-    method: 'POST',
-    url: '/metrics',
-    headers: { authorization: `Bearer ${token}` },
-    payload: login(ACCOUNT),
-  })
-  const get = await fixture.app.inject({
-    method: 'GET',
-    url: '/accounts',
-    headers: { authorization: `Bearer ${token}` },
-  })
+  const post = await postLogin(fixture.app, token, login(ACCOUNT))
+  const get = await getWithToken(fixture.app, '/accounts', token)
 
   assert.equal(post.statusCode, 403)
   assert.equal(post.json().code, 'IOTM_ERR_AUTH_WRONG_SCOPE')
@@ -142,18 +134,8 @@ test('bound token rejects a login for another account', async (t) => {
   })
   fixture.managed.refresh()
 
-  const own = await fixture.app.inject({
-    method: 'POST',
-    url: '/metrics',
-    headers: { authorization: `Bearer ${token}` },
-    payload: login(ACCOUNT.toUpperCase()),
-  })
-  const other = await fixture.app.inject({
-    method: 'POST',
-    url: '/metrics',
-    headers: { authorization: `Bearer ${token}` },
-    payload: login(OTHER_ACCOUNT),
-  })
+  const own = await postLogin(fixture.app, token, login(ACCOUNT.toUpperCase()))
+  const other = await postLogin(fixture.app, token, login(OTHER_ACCOUNT))
 
   assert.equal(own.statusCode, 201, own.body)
   assert.equal(other.statusCode, 403)
@@ -167,12 +149,7 @@ test('bound token rejects a login for another account', async (t) => {
 test('configured tokens stay unbound', async (t) => {
   const fixture = await buildSecurityTestApp(t)
 
-  const reply = await fixture.app.inject({
-    method: 'POST',
-    url: '/metrics',
-    headers: { authorization: `Bearer ${fixture.ingestToken}` },
-    payload: login(OTHER_ACCOUNT),
-  })
+  const reply = await postLogin(fixture.app, fixture.ingestToken, login(OTHER_ACCOUNT))
 
   assert.equal(reply.statusCode, 201, reply.body)
 })
@@ -189,12 +166,7 @@ test('mistyped managed token is rejected before lookup', async (t) => {
     return lookup(hash)
   }
 
-  const reply = await fixture.app.inject({
-    method: 'POST',
-    url: '/metrics',
-    headers: { authorization: `Bearer ${typo}` },
-    payload: login(ACCOUNT),
-  })
+  const reply = await postLogin(fixture.app, typo, login(ACCOUNT))
 
   assert.equal(reply.statusCode, 403)
   assert.match(reply.json().message, /checksum/)
@@ -206,12 +178,7 @@ test('revoked token is rejected after the next poll', async (t) => {
   const cli = otherConnection(t, fixture.dbPath)
   const { token, info } = cli.create({ scope: 'read' })
   fixture.managed.refresh()
-  const request = () =>
-    fixture.app.inject({
-      method: 'GET',
-      url: '/accounts',
-      headers: { authorization: `Bearer ${token}` },
-    })
+  const request = () => getWithToken(fixture.app, '/accounts', token)
   assert.equal((await request()).statusCode, 200)
 
   cli.revoke(info.id)
@@ -240,11 +207,7 @@ test('last use is written in batches', async (t) => {
     BEGIN SELECT count_update(); END`)
 
   for (let i = 0; i < 20; i++) {
-    await fixture.app.inject({
-      method: 'GET',
-      url: '/accounts',
-      headers: { authorization: `Bearer ${token}` },
-    })
+    await getWithToken(fixture.app, '/accounts', token)
   }
   assert.equal(updates, 0)
   assert.equal(cli.list()[0]?.lastUsedAt, null)
@@ -281,4 +244,91 @@ test('failed token checks are counted and logged without the token', async (t) =
     ],
   )
   assert.equal(fixture.logLines.join('\n').includes(wrong), false)
+})
+
+function runCommand(argv: string[], dbPath: string) {
+  const output = { stdout: '', stderr: '' }
+  const code = runTokensCommand(
+    argv,
+    { DB_PATH: dbPath },
+    {
+      stdout: (text) => {
+        output.stdout += text
+      },
+      stderr: (text) => {
+        output.stderr += text
+      },
+    },
+  )
+
+  return { code, ...output }
+}
+
+test('tokens command rejects bad arguments with exit 2', (t) => {
+  const dbPath = join(tempDir(t), 'metrics.db')
+  const cases: Array<[string[], RegExp]> = [
+    [['create'], /--scope is required/],
+    [['create', '--scope', 'admin'], /invalid --scope "admin"/],
+    [['create', '--scope', 'read', '--account', ACCOUNT], /binds ingest tokens only/],
+    [['create', '--scope', 'ingest', '--account', 'has space'], /invalid --account/],
+    [['create', '--scope', 'ingest', '--name', 'a\nb'], /invalid --name/],
+    [['revoke', 'abc'], /invalid token id "abc"/],
+    [['rotate'], /unknown tokens subcommand "rotate"/],
+    [['list', '--colour'], /Unknown option '--colour'/],
+  ]
+
+  for (const [argv, message] of cases) {
+    const result = runCommand(argv, dbPath)
+    assert.equal(result.code, 2, argv.join(' '))
+    assert.match(result.stderr, message, argv.join(' '))
+    assert.equal(result.stdout, '', argv.join(' '))
+  }
+})
+
+test('tokens list refuses a missing database', (t) => {
+  const dbPath = join(tempDir(t), 'missing', 'metrics.db')
+
+  const result = runCommand(['list'], dbPath)
+
+  assert.equal(result.code, 2)
+  assert.match(result.stderr, /no database at/)
+  assert.equal(existsSync(dbPath), false)
+})
+
+test('tokens create prints only the token on stdout', (t) => {
+  const dbPath = join(tempDir(t), 'metrics.db')
+
+  const created = runCommand(['create', '--scope', 'ingest', '--name', 'gate'], dbPath)
+  const revoked = runCommand(['revoke', '1'], dbPath)
+  const missing = runCommand(['revoke', '2'], dbPath)
+
+  assert.equal(created.code, 0)
+  assert.match(created.stdout, /^iotm_ingest_[0-9A-Za-z]{49}\n$/)
+  assert.match(created.stderr, /shown only this once/)
+  assert.equal(revoked.code, 0)
+  assert.equal(missing.code, 1)
+  assert.match(missing.stderr, /no token with id 2/)
+})
+
+test('configured token with a bad checksum stops the start', () => {
+  const token = generateManagedToken('ingest')
+  const typo = `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`
+
+  assert.throws(
+    () => parseConfig(['--ingest-tokens', typo, '--read-tokens', generateManagedToken('read')], {}),
+    /INGEST_TOKENS: token 1 starts with iotm_ but is not a valid managed token/,
+  )
+  assert.doesNotThrow(() =>
+    parseConfig(['--ingest-tokens', token, '--read-tokens', generateManagedToken('read')], {}),
+  )
+})
+
+test('generated token file uses the managed format', (t) => {
+  const { tokens } = loadOrCreateTokenFile(join(tempDir(t), 'tokens.env'))
+
+  assert.deepEqual(checkManagedToken(tokens.ingest[0] as string), {
+    kind: 'managed',
+    scope: 'ingest',
+  })
+  assert.deepEqual(checkManagedToken(tokens.read[0] as string), { kind: 'managed', scope: 'read' })
 })

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import type Database from 'better-sqlite3'
 import { ConfigError, DEFAULT_DB_PATH, OPTIONS } from '../config.js'
 import { normalizeId } from '../login.js'
 import { openDatabase } from '../sqlite-store.js'
@@ -24,7 +26,7 @@ const USAGE = [
 const ID_PATTERN = /^[\x21-\x7e]{1,128}$/
 const MAX_NAME_LENGTH = 100
 
-/** What the command writes; the CLI passes the process streams, tests their own. */
+/** Output streams of the command: the CLI passes the process streams, tests their own. */
 export interface CommandOutput {
   stdout(text: string): void
   stderr(text: string): void
@@ -34,6 +36,17 @@ function dbPathOf(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const text = flag ?? env[OPTIONS['db-path'].env]
 
   return resolve(text === undefined || text.trim() === '' ? DEFAULT_DB_PATH : text.trim())
+}
+
+/** Opens the server's database; list and revoke require it to exist, so a wrong path is not silently a new empty database. */
+function openExisting(dbPath: string, create: boolean): Database.Database {
+  if (!create && !existsSync(dbPath)) {
+    throw new ConfigError(
+      `no database at ${dbPath}; pass the server's --db-path or DB_PATH, or start the server once`,
+    )
+  }
+
+  return openDatabase({ path: dbPath })
 }
 
 function parseScope(text: string | undefined): Scope {
@@ -183,7 +196,7 @@ export function runTokensCommand(
         const scope = parseScope(text('scope'))
         const accountId = parseAccount(text('account'), scope)
         const name = parseName(text('name'))
-        const db = openDatabase({ path: dbPath })
+        const db = openExisting(dbPath, true)
         try {
           const { token, info } = createTokenStore(db).create({ scope, accountId, name })
           output.stdout(`${token}\n`)
@@ -198,7 +211,7 @@ export function runTokensCommand(
 
       case 'list': {
         const includeRevoked = values.all === true
-        const db = openDatabase({ path: dbPath })
+        const db = openExisting(dbPath, false)
         try {
           const tokens = createTokenStore(db).list({ includeRevoked })
           output.stdout(
@@ -214,7 +227,7 @@ export function runTokensCommand(
 
       case 'revoke': {
         const id = parseId(parsed.positionals[0])
-        const db = openDatabase({ path: dbPath })
+        const db = openExisting(dbPath, false)
         try {
           const result = createTokenStore(db).revoke(id)
           if (result === 'not-found') {
