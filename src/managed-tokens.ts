@@ -45,6 +45,9 @@ export function createManagedTokenCache(options: ManagedTokenCacheOptions): Mana
   let dataVersion = -1
   const pendingUses = new Map<number, number>()
 
+  // NOTE: a reload reads every valid token, which blocked the event loop
+  // for about 30 ms with 10,000 tokens in a one-off measurement on a 2-core
+  // machine. Creating or revoking tokens in bulk pays that once per poll.
   function reload(): void {
     const nextGeneration = store.generation()
     if (nextGeneration === generation) {

@@ -123,8 +123,21 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
     )
   }
 
+  // Kubernetes secret volumes swap a `..data` symlink, so names starting
+  // with `..` count too. Other files in the same folder (a database and its
+  // WAL, say) are ignored.
+  const watchedNames = new Set(
+    [certPath, keyPath, clientCaPath].flatMap((path) =>
+      path === undefined ? [] : [basename(path)],
+    ),
+  )
   let timer: NodeJS.Timeout | undefined
-  const onFileEvent = () => {
+  const onFileEvent = (_event: string, filename: string | Buffer | null) => {
+    const name = filename?.toString()
+    if (name !== undefined && !watchedNames.has(name) && !name.startsWith('..')) {
+      return
+    }
+
     clearTimeout(timer)
     timer = setTimeout(() => {
       if (changedOnDisk()) {
@@ -146,10 +159,7 @@ export function createTlsReloader(options: TlsReloaderOptions): TlsReloader {
         )
         watchers.push(watcher)
       } catch (error) {
-        logger.warn(
-          { dir, files: paths.map((path) => basename(path)), err: error },
-          'cannot watch TLS files; reload with SIGHUP',
-        )
+        logger.warn({ dir, err: error }, 'cannot watch TLS files; reload with SIGHUP')
       }
     }
   }

@@ -163,9 +163,13 @@ export function runTokensCommand(
   output: CommandOutput,
 ): number {
   const [subcommand, ...rest] = argv
-  if (subcommand === undefined || subcommand === 'help' || subcommand === '--help') {
+  if (subcommand === undefined) {
+    output.stderr(`${USAGE}\n`)
+    return 2
+  }
+  if (subcommand === 'help' || subcommand === '--help') {
     output.stdout(`${USAGE}\n`)
-    return subcommand === undefined ? 2 : 0
+    return 0
   }
 
   try {
