@@ -55,10 +55,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const tls = loadTlsMaterial(config.tlsCertPath, config.tlsKeyPath)
   const clientCa = config.clientCaPath === undefined ? undefined : loadClientCa(config.clientCaPath)
 
+  const configuredTokens = resolveTokens(config, logger)
   const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
   const store = createSqliteStore(db)
   const managedTokens = createManagedTokenCache({ db, store: createTokenStore(db), logger })
-  const tokens = createTokenVerifier(resolveTokens(config, logger), managedTokens)
+  const tokens = createTokenVerifier(configuredTokens, managedTokens)
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: config.maxBatchSize,
