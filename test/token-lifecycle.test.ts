@@ -37,7 +37,7 @@ function login(accountId: string, second: number) {
   }
 }
 
-test('token lifecycle on a running server leaks no token to logs', async (t) => {
+test('token lifecycle leaks no token to logs', async (t) => {
   const cwd = tempDir(t)
   const envIngest = `env-ingest-${randomBytes(24).toString('base64url')}`
   const envRead = `env-read-${randomBytes(24).toString('base64url')}`
