@@ -28,9 +28,9 @@ function sClient(server: ServerProcess, args: string[]): Handshake {
   return { accepted: result.status === 0 && /Cipher is (?!\(NONE\))/.test(output), output }
 }
 
-/** Returns true when the client received a TLS alert, so the server, not the client, refused. */
+/** Returns true when the client received the server's handshake_failure alert, so the server refused. */
 function serverAlerted(handshake: Handshake): boolean {
-  return /alert (protocol version|handshake failure|insufficient security)/.test(handshake.output)
+  return /alert handshake failure/.test(handshake.output)
 }
 
 async function waitForLog(server: ServerProcess, pattern: RegExp, from = 0): Promise<string> {
@@ -109,9 +109,9 @@ test('TLS accepts only 1.2+ with forward-secret AEAD ciphers', async (t) => {
   const preferred = sClient(server, [])
 
   assert.equal(tls10.accepted, false, tls10.output)
-  assert.ok(serverAlerted(tls10), tls10.output)
+  assert.match(tls10.output, /alert protocol version/)
   assert.equal(tls11.accepted, false, tls11.output)
-  assert.ok(serverAlerted(tls11), tls11.output)
+  assert.match(tls11.output, /alert protocol version/)
   assert.equal(cbc.accepted, false, cbc.output)
   assert.ok(serverAlerted(cbc), cbc.output)
   assert.equal(staticRsa.accepted, false, staticRsa.output)
