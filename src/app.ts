@@ -6,6 +6,7 @@ import type { Dashboard } from './dashboard/index.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
 import { type RequestRejectedEvent, requestRejected } from './events.js'
 import { registerJsonBodyParser } from './json-body.js'
+import { type RateLimitOptions, registerRateLimit } from './rate-limit.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
 import { registerQueryRoutes } from './routes/queries.js'
@@ -30,6 +31,8 @@ export interface AppDependencies {
   https?: TlsOptions
   /** The admin dashboard under /dashboard; left out, the server has none. */
   dashboard?: Dashboard
+  /** The per-token rate limit; without it, or at rate 0, requests are not limited. */
+  rateLimit?: RateLimitOptions
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
@@ -57,6 +60,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   app.setValidatorCompiler(createValidatorCompiler())
   registerJsonBodyParser(app)
   await registerTokenCheck(app, deps.tokens)
+  if (deps.rateLimit !== undefined) {
+    registerRateLimit(app, deps.rateLimit)
+  }
 
   app.addHook('onSend', (_request, reply, payload, done) => {
     // A route that set its own type (an HTML page, a script, an event
@@ -66,6 +72,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     if (type === '' || type.startsWith('application/json') || type.startsWith('text/plain')) {
       reply.header('content-type', JSON_CONTENT_TYPE)
     }
+    // Replies carry account data and are never worth caching by a proxy, and
+    // a browser must not guess another type than the one sent.
+    // Hashed static assets set their own long-lived caching, which stays.
+    if (!reply.hasHeader('cache-control')) {
+      reply.header('cache-control', 'no-store')
+    }
+    reply.header('x-content-type-options', 'nosniff')
     done(null, payload)
   })
 

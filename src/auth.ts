@@ -1,7 +1,8 @@
 import bearerAuth from '@fastify/bearer-auth'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AppError } from './errors.js'
-import { isWellFormedToken, type Scope, type TokenVerifier } from './tokens.js'
+import { type TokenCheckFailedEvent, tokenCheckFailed } from './events.js'
+import type { Scope, TokenFailure, TokenVerifier } from './tokens.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -13,10 +14,27 @@ declare module 'fastify' {
     tokenScope: Scope | undefined
     /** The account an account-bound ingest token may write to; undefined for an unbound token. */
     tokenAccount: string | undefined
+    /** A key naming the request's valid token without revealing it, for per-token limits. */
+    tokenKey: string | undefined
+    /** Reason the token check failed, for the failure log line. */
+    tokenFailure: TokenFailure | undefined
+  }
+  interface FastifyInstance {
+    /** How many token checks failed since the app was built. */
+    failedTokenChecks(): number
   }
 }
 
-function toAuthError(error: Error & { code?: string }): AppError {
+const FAILURE_MESSAGES: Record<TokenFailure, string> = {
+  malformed: 'the bearer token is malformed',
+  checksum: 'the bearer token fails its checksum; it was probably mistyped or cut short',
+  unknown: 'the bearer token is not valid (unknown or revoked)',
+}
+
+function toAuthError(
+  error: Error & { code?: string },
+  failure: TokenFailure | undefined,
+): AppError {
   if (error.code === 'FST_BEARER_AUTH_MISSING_AUTHORIZATION_HEADER') {
     return new AppError(
       'IOTM_ERR_AUTH_MISSING_TOKEN',
@@ -26,7 +44,9 @@ function toAuthError(error: Error & { code?: string }): AppError {
 
   return new AppError(
     'IOTM_ERR_AUTH_INVALID_TOKEN',
-    'the bearer token is missing, malformed or not valid',
+    failure === undefined
+      ? 'the bearer token is missing, malformed or not valid'
+      : FAILURE_MESSAGES[failure],
   )
 }
 
@@ -41,6 +61,20 @@ export async function registerTokenCheck(
 ): Promise<void> {
   app.decorateRequest('tokenScope', undefined)
   app.decorateRequest('tokenAccount', undefined)
+  app.decorateRequest('tokenKey', undefined)
+  app.decorateRequest('tokenFailure', undefined)
+  let failedTokenChecks = 0
+  app.decorate('failedTokenChecks', () => failedTokenChecks)
+
+  function recordFailure(request: FastifyRequest, reason: string): void {
+    failedTokenChecks += 1
+    if (tokenCheckFailed.hasSubscribers) {
+      const event: TokenCheckFailedEvent = { reason, ip: request.ip }
+      tokenCheckFailed.publish(event)
+    }
+    // The client address and the reason, never the token.
+    request.log.info({ ip: request.ip, reason, failedTokenChecks }, 'token check failed')
+  }
 
   await app.register(bearerAuth, {
     keys: [],
@@ -50,12 +84,16 @@ export async function registerTokenCheck(
     // Our own error handler logs the rejection, at info, without the token.
     verifyErrorLogLevel: 'debug',
     auth(token: string, request: FastifyRequest) {
-      if (!isWellFormedToken(token)) {
+      const result = tokens.check(token)
+      if ('failure' in result) {
+        request.tokenFailure = result.failure
         return false
       }
-      request.tokenScope = tokens.verify(token)
+      request.tokenScope = result.grant.scope
+      request.tokenAccount = result.grant.accountId
+      request.tokenKey = result.grant.key
 
-      return request.tokenScope !== undefined
+      return true
     },
   })
 
@@ -70,10 +108,12 @@ export async function registerTokenCheck(
 
       app.verifyBearerAuth?.(request, reply, (error?: Error) => {
         if (error) {
-          done(toAuthError(error))
+          recordFailure(request, request.tokenFailure ?? 'missing')
+          done(toAuthError(error, request.tokenFailure))
           return
         }
         if (request.tokenScope !== required) {
+          recordFailure(request, 'wrong-scope')
           done(
             new AppError(
               'IOTM_ERR_AUTH_WRONG_SCOPE',

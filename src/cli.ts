@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { AdminCommandError, runAdminCommand } from './commands/admin.js'
+import { runTokensCommand } from './commands/tokens.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer } from './server.js'
@@ -54,6 +55,10 @@ async function start(argv: string[]): Promise<void> {
       },
     )
   }
+  // SIGHUP, the usual "reload your configuration" signal, reloads the TLS files.
+  process.on('SIGHUP', () => {
+    server.reloadTls('SIGHUP')
+  })
   process.once('SIGINT', shutdown)
   process.once('SIGTERM', shutdown)
 }
@@ -72,6 +77,12 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'start':
       await start(rest)
+      return
+    case 'tokens':
+      process.exitCode = runTokensCommand(rest, process.env, {
+        stdout: (text) => process.stdout.write(text),
+        stderr: (text) => process.stderr.write(text),
+      })
       return
     case 'help':
       process.stdout.write(`${helpText()}\n`)

@@ -1,9 +1,11 @@
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { SynchronousMode } from './sqlite-store.js'
+import { checkManagedToken, MANAGED_TOKEN_PREFIX } from './token-format.js'
 import { isWellFormedToken, RECOMMENDED_TOKEN_LENGTH, splitTokenList } from './tokens.js'
 
 export const DEFAULT_CERT_DIR = 'certs'
+export const DEFAULT_DB_PATH = join('data', 'metrics.db')
 
 export interface Config {
   host: string
@@ -32,6 +34,11 @@ export interface Config {
   dashboardIdleMinutes: number
   /** Hours after sign-in after which a dashboard session ends however active it is. */
   dashboardSessionMaxHours: number
+  /** Requests per second each token may send; 0 turns the limit off. */
+  rateLimitPerSecond: number
+  rateLimitBurst: number
+  /** CA file whose client certificates the server requires (mutual TLS); undefined: none required. */
+  clientCaPath: string | undefined
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -93,6 +100,18 @@ export const OPTIONS = {
     env: 'DASHBOARD_SESSION_MAX_HOURS',
     help: 'hours after sign-in that end a dashboard session in any case (default 12)',
   },
+  'rate-limit': {
+    env: 'RATE_LIMIT',
+    help: 'requests per second each token may send, then 429 (default 0: no limit)',
+  },
+  'rate-limit-burst': {
+    env: 'RATE_LIMIT_BURST',
+    help: 'requests a token may send at once above the rate (default 10 times the rate)',
+  },
+  'client-ca': {
+    env: 'CLIENT_CA',
+    help: 'PEM CA file: require client certificates it signed, besides the token (mutual TLS)',
+  },
 } as const
 
 type OptionName = keyof typeof OPTIONS
@@ -119,6 +138,11 @@ function parseTokens(
     if (!isWellFormedToken(token)) {
       throw new ConfigError(
         `invalid ${OPTIONS[name].env}: token ${index + 1} contains characters a bearer token cannot have (allowed: letters, digits and -._~+/ with trailing =)`,
+      )
+    }
+    if (checkManagedToken(token).kind === 'invalid') {
+      throw new ConfigError(
+        `invalid ${OPTIONS[name].env}: token ${index + 1} starts with ${MANAGED_TOKEN_PREFIX} but is not a valid managed token (wrong length or checksum); copy it again`,
       )
     }
     if (token.length < RECOMMENDED_TOKEN_LENGTH) {
@@ -154,7 +178,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   }
 
   const warnings: string[] = []
-  const dbPath = resolve(value('db-path') ?? join('data', 'metrics.db'))
+  const dbPath = resolve(value('db-path') ?? DEFAULT_DB_PATH)
   const certPath = value('tls-cert')
   const keyPath = value('tls-key')
   if ((certPath === undefined) !== (keyPath === undefined)) {
@@ -207,6 +231,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       `ENTERPRISE_PLAN_DEVICES (${enterprisePlanDevices}) must be larger than STANDARD_PLAN_DEVICES (${standardPlanDevices}), so upgrading adds devices`,
     )
   }
+  const rateLimitPerSecond = parseInteger('rate-limit', value('rate-limit') ?? '0', 0, 10_000_000)
+  const clientCa = value('client-ca')
 
   return {
     host: value('host') ?? '127.0.0.1',
@@ -238,6 +264,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       1,
       720,
     ),
+    rateLimitPerSecond,
+    rateLimitBurst: parseInteger(
+      'rate-limit-burst',
+      value('rate-limit-burst') ?? String(Math.max(1, rateLimitPerSecond * 10)),
+      1,
+      100_000_000,
+    ),
+    clientCaPath: clientCa === undefined ? undefined : resolve(clientCa),
     warnings,
   }
 }
@@ -251,6 +285,7 @@ export function helpText(): string {
   return [
     'Usage: iot-metrics [start] [options]',
     '       iot-metrics admin <create|passwd|delete|list> [NAME] (dashboard users; admin --help)',
+    '       iot-metrics tokens create|list|revoke (run iot-metrics tokens help)',
     '',
     'Options (flag, environment variable, meaning); a flag wins over its variable:',
     ...lines,

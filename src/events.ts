@@ -25,9 +25,28 @@ export interface RequestRejectedEvent {
   ip: string
 }
 
+export interface TokenCheckFailedEvent {
+  /** `missing`, `malformed`, `checksum` (a mistyped managed token), `unknown` or `wrong-scope`. */
+  reason: string
+  ip: string
+}
+
+export interface TlsCertificateLoadedEvent {
+  certificatePath: string
+  validTo: Date
+  /** Whole days left at load time; subscribers can compute a live value from `validTo`. */
+  daysToExpiry: number
+  /** Cause of the load: `start`, `SIGHUP`, `file change` or `daily check`. */
+  trigger: string
+}
+
 /** Published after a batch transaction committed, before its requests are answered. */
 export const batchCommitted = channel('iot-metrics:batch-committed')
 /** Published after a batch transaction failed and rolled back. */
 export const batchFailed = channel('iot-metrics:batch-failed')
 /** Published for every error reply, token failures included. */
 export const requestRejected = channel('iot-metrics:request-rejected')
+/** Published for every failed token check, without the token. */
+export const tokenCheckFailed = channel('iot-metrics:token-check-failed')
+/** Published when the server starts serving a certificate, at start and at every reload. */
+export const tlsCertificateLoaded = channel('iot-metrics:tls-certificate-loaded')

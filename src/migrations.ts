@@ -6,8 +6,8 @@ interface Migration {
   sql: string
 }
 
-// Append new migrations at the end; never edit one that has shipped, because
-// databases in the field have already applied it.
+// Keep the list in version order and never edit a migration that has
+// shipped, because databases in the field have already applied it.
 const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -43,6 +43,44 @@ const MIGRATIONS: readonly Migration[] = [
 
       CREATE INDEX logins_by_account_time ON logins (account_ref, ts);
       CREATE INDEX logins_by_time ON logins (ts);
+    `,
+  },
+  {
+    version: 2,
+    name: 'managed api tokens',
+    sql: `
+      -- Only the SHA-256 of a token is stored; the token itself is shown once.
+      -- AUTOINCREMENT keeps the id of a revoked token from being reused.
+      CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_hash BLOB NOT NULL UNIQUE,
+        scope TEXT NOT NULL CHECK (scope IN ('ingest', 'read')),
+        account_id TEXT CHECK (account_id IS NULL OR scope = 'ingest'),
+        name TEXT,
+        created_at INTEGER NOT NULL,
+        last_used_at INTEGER,
+        revoked_at INTEGER
+      );
+
+      -- Bumped by every change a running server must see (a new token, a
+      -- revocation), but not by last-use updates, so the server reloads its
+      -- token cache only when the set of valid tokens changed.
+      CREATE TABLE api_token_generation (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+      );
+      INSERT INTO api_token_generation (id, generation) VALUES (1, 0);
+
+      CREATE TRIGGER api_tokens_inserted AFTER INSERT ON api_tokens BEGIN
+        UPDATE api_token_generation SET generation = generation + 1;
+      END;
+      CREATE TRIGGER api_tokens_changed
+      AFTER UPDATE OF token_hash, scope, account_id, revoked_at ON api_tokens BEGIN
+        UPDATE api_token_generation SET generation = generation + 1;
+      END;
+      CREATE TRIGGER api_tokens_deleted AFTER DELETE ON api_tokens BEGIN
+        UPDATE api_token_generation SET generation = generation + 1;
+      END;
     `,
   },
   {
@@ -91,7 +129,10 @@ const MIGRATIONS: readonly Migration[] = [
   },
 ]
 
-export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0
+export const LATEST_SCHEMA_VERSION = Math.max(
+  0,
+  ...MIGRATIONS.map((migration) => migration.version),
+)
 
 /**
  * Brings the database schema up to the latest version in one transaction,
@@ -108,10 +149,12 @@ export function migrate(db: Database.Database): number[] {
   `)
 
   const applyPending = db.transaction((): number[] => {
-    const row = db.prepare('SELECT max(version) AS version FROM schema_migrations').get() as {
-      version: number | null
-    }
-    const current = row.version ?? 0
+    // Branches may add migrations with numbers below one already applied, so
+    // each migration is checked by its own version rather than by the maximum.
+    const recorded = new Set(
+      db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[],
+    )
+    const current = Math.max(0, ...recorded)
     if (current > LATEST_SCHEMA_VERSION) {
       throw new Error(
         `database schema version ${current} is newer than this server supports (${LATEST_SCHEMA_VERSION}); upgrade the server`,
@@ -123,7 +166,7 @@ export function migrate(db: Database.Database): number[] {
     )
     const applied: number[] = []
     for (const migration of MIGRATIONS) {
-      if (migration.version <= current) {
+      if (recorded.has(migration.version)) {
         continue
       }
       db.exec(migration.sql)

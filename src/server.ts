@@ -1,11 +1,15 @@
+import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from './app.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { createDashboard } from './dashboard/index.js'
 import { ensureDevCertificates } from './dev-certs.js'
+import { createManagedTokenCache } from './managed-tokens.js'
 import { createSqliteStore, openDatabase } from './sqlite-store.js'
-import { EXPIRY_WARNING_DAYS, loadTlsMaterial, tlsServerOptions } from './tls.js'
+import { loadClientCa, loadTlsMaterial, tlsServerOptions } from './tls.js'
+import { createTlsReloader } from './tls-reloader.js'
+import { createTokenStore } from './token-store.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
 import { createWriteQueue } from './write-queue.js'
 
@@ -13,6 +17,10 @@ export interface RunningServer {
   app: FastifyInstance
   /** The HTTPS base URL, with the port actually bound. */
   url: string
+  /** Loads the certificate, key and client CA files again; false when they are unusable. */
+  reloadTls(trigger: string): boolean
+  /** Expiry of the certificate being served. */
+  certificateValidTo(): Date
   /** Stops accepting requests, commits every queued login, closes the database. */
   close(): Promise<void>
 }
@@ -46,20 +54,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     }
   }
   const tls = loadTlsMaterial(config.tlsCertPath, config.tlsKeyPath)
-  if (tls.daysToExpiry < EXPIRY_WARNING_DAYS) {
-    logger.warn(
-      {
-        certificate: config.tlsCertPath,
-        validTo: tls.validTo.toISOString(),
-        daysToExpiry: tls.daysToExpiry,
-      },
-      'the TLS certificate expires soon; replace it',
-    )
-  }
+  const clientCa = config.clientCaPath === undefined ? undefined : loadClientCa(config.clientCaPath)
 
-  const tokens = createTokenVerifier(resolveTokens(config, logger))
+  const configuredTokens = resolveTokens(config, logger)
   const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
   const store = createSqliteStore(db)
+  const managedTokens = createManagedTokenCache({ db, store: createTokenStore(db), logger })
+  const tokens = createTokenVerifier(configuredTokens, managedTokens)
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: config.maxBatchSize,
@@ -78,12 +79,31 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       idleMinutes: config.dashboardIdleMinutes,
       sessionMaxHours: config.dashboardSessionMaxHours,
     })
-    app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls), dashboard })
+    app = await buildApp({
+      store,
+      queue,
+      tokens,
+      logger,
+      https: tlsServerOptions(tls, clientCa),
+      rateLimit: { ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
+      dashboard,
+    })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    managedTokens.close()
     store.close()
     throw error
   }
+
+  // The reloader logs the certificate's expiry now and after every reload.
+  const tlsReloader = createTlsReloader({
+    server: app.server as unknown as TlsServer,
+    certPath: config.tlsCertPath,
+    keyPath: config.tlsKeyPath,
+    clientCaPath: config.clientCaPath,
+    initial: tls,
+    logger,
+  })
 
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
@@ -97,6 +117,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       database: config.dbPath,
       synchronous: config.synchronous,
       certificateDaysToExpiry: tls.daysToExpiry,
+      clientCa: config.clientCaPath ?? null,
     },
     'server listening',
   )
@@ -105,10 +126,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   return {
     app,
     url,
+    reloadTls: (trigger) => tlsReloader.reload(trigger),
+    certificateValidTo: () => tlsReloader.validTo(),
     close() {
       closing ??= (async () => {
+        tlsReloader.close()
         await app.close()
         await queue.close()
+        managedTokens.close()
         store.checkpoint()
         store.close()
         logger.info({ committedLogins: queue.stats().committedLogins }, 'server stopped')

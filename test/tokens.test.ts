@@ -102,8 +102,8 @@ test('loadOrCreateTokenFile creates a 0600 file once', (t) => {
   assert.equal(statSync(path).mode & 0o777, 0o600)
   assert.equal(first.tokens.ingest.length, 1)
   assert.equal(first.tokens.read.length, 1)
-  assert.match(first.tokens.ingest[0] as string, /^[A-Za-z0-9_-]{43}$/)
-  assert.match(first.tokens.read[0] as string, /^[A-Za-z0-9_-]{43}$/)
+  assert.match(first.tokens.ingest[0] as string, /^iotm_ingest_[A-Za-z0-9]{49}$/)
+  assert.match(first.tokens.read[0] as string, /^iotm_read_[A-Za-z0-9]{49}$/)
   assert.notEqual(first.tokens.ingest[0], first.tokens.read[0])
 
   const contentBefore = readFileSync(path, 'utf8')
