@@ -5,8 +5,11 @@ import { registerTokenCheck } from './auth.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
 import { type RequestRejectedEvent, requestRejected } from './events.js'
 import { registerJsonBodyParser } from './json-body.js'
+import { type BatchLimits, DEFAULT_BATCH_LIMITS } from './limits.js'
+import { registerBatchRoute } from './routes/batch.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
+import { registerLimitsRoute } from './routes/limits.js'
 import { registerQueryRoutes } from './routes/queries.js'
 import type { Store } from './store.js'
 import type { TokenVerifier } from './tokens.js'
@@ -27,6 +30,8 @@ export interface AppDependencies {
   logger: Logger
   /** TLS server options; without them the app serves plain HTTP, for `inject` in tests only. */
   https?: TlsOptions
+  /** Limits of POST /metrics/batch; the defaults when absent. */
+  batchLimits?: BatchLimits
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
@@ -96,6 +101,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   registerHealthRoute(app)
   registerIngestRoute(app, deps.queue)
+  const batchLimits = deps.batchLimits ?? DEFAULT_BATCH_LIMITS
+  registerBatchRoute(app, deps.queue, batchLimits)
+  registerLimitsRoute(app, batchLimits)
   registerQueryRoutes(app, deps.store)
 
   return app

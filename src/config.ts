@@ -1,5 +1,6 @@
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_LOGINS } from './limits.js'
 import type { SynchronousMode } from './sqlite-store.js'
 import { isWellFormedToken, RECOMMENDED_TOKEN_LENGTH, splitTokenList } from './tokens.js'
 
@@ -24,6 +25,10 @@ export interface Config {
   maxBatchSize: number
   batchDelayMs: number
   maxQueued: number
+  /** Maximum logins in one POST /metrics/batch request. */
+  batchMaxLogins: number
+  /** Maximum body of POST /metrics/batch in bytes, after decompression. */
+  batchMaxBytes: number
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -68,6 +73,14 @@ export const OPTIONS = {
   'queue-max': {
     env: 'QUEUE_MAX',
     help: 'max logins waiting to commit before 503 (default 10000)',
+  },
+  'batch-max-logins': {
+    env: 'BATCH_MAX_LOGINS',
+    help: `max logins in one POST /metrics/batch request (default ${DEFAULT_BATCH_MAX_LOGINS})`,
+  },
+  'batch-max-bytes': {
+    env: 'BATCH_MAX_BYTES',
+    help: `max POST /metrics/batch body in bytes, after decompression (default ${DEFAULT_BATCH_MAX_BYTES})`,
   },
 } as const
 
@@ -166,6 +179,19 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     )
   }
 
+  const maxQueued = parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000)
+  const batchMaxLogins = parseInteger(
+    'batch-max-logins',
+    value('batch-max-logins') ?? String(DEFAULT_BATCH_MAX_LOGINS),
+    1,
+    100_000,
+  )
+  if (batchMaxLogins > maxQueued) {
+    throw new ConfigError(
+      `BATCH_MAX_LOGINS (${batchMaxLogins}) is larger than QUEUE_MAX (${maxQueued}), so a full batch could never be queued; lower it or raise QUEUE_MAX`,
+    )
+  }
+
   return {
     host: value('host') ?? '127.0.0.1',
     port: parseInteger('port', value('port') ?? '8443', 0, 65_535),
@@ -181,7 +207,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     synchronous,
     maxBatchSize: parseInteger('batch-size', value('batch-size') ?? '1000', 1, 100_000),
     batchDelayMs: parseInteger('batch-delay-ms', value('batch-delay-ms') ?? '0', 0, 1000),
-    maxQueued: parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000),
+    maxQueued,
+    batchMaxLogins,
+    batchMaxBytes: parseInteger(
+      'batch-max-bytes',
+      value('batch-max-bytes') ?? String(DEFAULT_BATCH_MAX_BYTES),
+      1024,
+      64 * 1024 * 1024,
+    ),
     warnings,
   }
 }

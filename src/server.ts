@@ -68,7 +68,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
   let app: FastifyInstance
   try {
-    app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls) })
+    app = await buildApp({
+      store,
+      queue,
+      tokens,
+      logger,
+      https: tlsServerOptions(tls),
+      batchLimits: { maxLogins: config.batchMaxLogins, maxBytes: config.batchMaxBytes },
+    })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
     store.close()
