@@ -12,10 +12,10 @@ const createZstdDecompress = (zlib as unknown as Record<string, unknown>).create
   | (() => Transform)
   | undefined
 
-/** Decompressors by Content-Encoding token (RFC 9110 section 8.4.1). */
+/** Decompressors by content-coding token; `deflate` is the zlib format (RFC 2616 section 3.5). */
 const DECOMPRESSORS: ReadonlyMap<string, () => Decompressor> = new Map<string, () => Decompressor>([
   ['gzip', () => zlib.createGunzip()],
-  // RFC 9110 asks recipients to treat x-gzip as gzip.
+  // RFC 2616 section 3.5: applications should consider x-gzip equivalent to gzip.
   ['x-gzip', () => zlib.createGunzip()],
   ['deflate', () => zlib.createInflate()],
   ['br', () => zlib.createBrotliDecompress()],
@@ -27,7 +27,7 @@ const DECOMPRESSORS: ReadonlyMap<string, () => Decompressor> = new Map<string, (
 /** The Content-Encoding values the ingest routes accept, besides none and `identity`. */
 export const SUPPORTED_CONTENT_ENCODINGS: readonly string[] = [...DECOMPRESSORS.keys()]
 
-/** The route a request is for, as the error messages name it. */
+/** Formats the route of a request for error messages, as `POST /metrics`. */
 function routeName(request: FastifyRequest): string {
   return `${request.method} ${request.routeOptions.url ?? request.url}`
 }
@@ -90,12 +90,12 @@ function unsupportedEncodingError(codings: string[]): AppError {
 }
 
 /**
- * A route `preParsing` hook that decompresses a body sent with
- * Content-Encoding and holds the decompressed bytes to the route's body
- * limit while they stream, so a small compressed body cannot make the server
- * allocate its full expansion. It runs after the token check (`onRequest`),
- * so no anonymous body is ever decompressed. A body without Content-Encoding
- * is left to Fastify, which already enforces the limit on it.
+ * Decompresses a body sent with Content-Encoding and applies the route's body
+ * limit to the decompressed bytes while they stream, so a small compressed
+ * body cannot make the server allocate its full expansion. Used as a route
+ * `preParsing` hook, it runs after the token check (`onRequest`), so no
+ * anonymous body is decompressed. Fastify itself enforces the limit on a body
+ * without Content-Encoding.
  */
 export function decodeRequestBody(
   request: FastifyRequest,

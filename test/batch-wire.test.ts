@@ -67,7 +67,7 @@ function postBytes(
   })
 }
 
-/** The peak resident set size of a process in bytes, from Linux's /proc. */
+/** Reads the peak resident set size of a process in bytes from Linux's /proc. */
 function peakRss(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kilobytes = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1]

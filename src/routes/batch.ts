@@ -212,10 +212,10 @@ export function registerBatchRoute(
         const firstIndexByKey = new Map<string, number>()
         for (const [index, entry] of entries.entries()) {
           // Accepted entries get their outcome once the transaction commits.
-          const result: BatchResult = { index, result: 'stored' }
-          if (entry.line !== undefined) {
-            result.line = entry.line
-          }
+          const result: BatchResult =
+            entry.line === undefined
+              ? { index, result: 'stored' }
+              : { index, line: entry.line, result: 'stored' }
           results.push(result)
 
           const checked = checkEntry(entry, validate, request)
