@@ -90,65 +90,41 @@ function unsupportedEncodingError(codings: string[]): AppError {
 }
 
 /**
- * Decompresses a body sent with Content-Encoding and applies the route's body
- * limit to the decompressed bytes while they stream, so a small compressed
- * body cannot make the server allocate its full expansion. Used as a route
- * `preParsing` hook, it runs after the token check (`onRequest`), so no
- * anonymous body is decompressed. Fastify itself enforces the limit on a body
- * without Content-Encoding.
+ * Pipes the request through the decompressor, if any, into a stream that
+ * applies the body limit, and hands that stream to Fastify as the body.
  */
-export function decodeRequestBody(
+function streamBody(
   request: FastifyRequest,
   reply: FastifyReply,
-  payload: RequestPayload,
+  raw: IncomingMessage,
+  coding: string | undefined,
   done: (error: Error | null, payload?: RequestPayload) => void,
 ): void {
   const limit = request.routeOptions.bodyLimit
-  const codings = parseContentEncoding(request.headers['content-encoding'])
-  const contentLength = Number(request.headers['content-length'])
-
-  // Checked here, before anything is read, so the reply names the limit.
-  if (contentLength > limit) {
-    done(tooLargeError(request, limit, false))
-    return
-  }
-  if (codings.length === 0) {
-    done(null, payload)
-    return
-  }
-
-  const coding = codings[0] as string
-  const createDecompressor = DECOMPRESSORS.get(coding)
-  if (codings.length > 1 || createDecompressor === undefined) {
-    done(unsupportedEncodingError(codings))
-    return
-  }
-
-  const raw = payload as IncomingMessage
-  const decompressor = createDecompressor()
+  const decompressor = coding === undefined ? undefined : DECOMPRESSORS.get(coding)?.()
   const decoded = new DecodedBodyStream(limit, () => {
     // Stop the decompressor now, not when the error event arrives, so it
     // produces no further output chunk.
-    stopDecoding()
+    stopReading()
     logLimitExceeded()
-    return tooLargeError(request, limit, true)
+    return tooLargeError(request, limit, decompressor !== undefined)
   })
 
   function logLimitExceeded(): void {
     request.log.info(
       {
-        encoding: coding,
+        encoding: coding ?? 'identity',
         limit,
         decodedBytes: decoded.decodedLength,
         receivedBytes: decoded.receivedEncodedLength,
       },
-      'request body passed the limit; decompression stopped',
+      'request body passed the limit; stopped reading it',
     )
   }
 
-  function stopDecoding(): void {
-    raw.unpipe(decompressor)
-    decompressor.destroy()
+  function stopReading(): void {
+    raw.unpipe(decompressor ?? decoded)
+    decompressor?.destroy()
     // Read and discard the rest of the request, so the connection can carry
     // the reply and the next request; the request timeout bounds how long.
     raw.resume()
@@ -158,24 +134,78 @@ export function decodeRequestBody(
     decoded.receivedEncodedLength += chunk.length
     // A chunked upload has no Content-Length to check up front.
     if (decoded.receivedEncodedLength > limit && !decoded.destroyed) {
-      stopDecoding()
+      stopReading()
       logLimitExceeded()
       decoded.destroy(tooLargeError(request, limit, false))
     }
   })
-  decompressor.on('error', (error: Error) => {
-    stopDecoding()
-    decoded.destroy(
-      new AppError(
-        'IOTM_ERR_BODY_INVALID_ENCODING',
-        `request body is not valid ${coding} data: ${error.message}`,
-        { field: 'content-encoding', cause: error },
-      ),
-    )
-  })
-  raw.pipe(decompressor).pipe(decoded)
+  // Fastify listens for errors only while it reads the body. An error after
+  // that, or on a body no parser reads (an unsupported Content-Type), must
+  // not become an uncaught exception.
+  decoded.on('error', () => {})
 
-  // Frees the decompressor when the client goes away in the middle of the upload.
-  reply.raw.once('close', () => decompressor.destroy())
+  if (decompressor === undefined) {
+    raw.pipe(decoded)
+  } else {
+    decompressor.on('error', (error: Error) => {
+      stopReading()
+      decoded.destroy(
+        new AppError(
+          'IOTM_ERR_BODY_INVALID_ENCODING',
+          `request body is not valid ${coding} data: ${error.message}`,
+          { field: 'content-encoding', cause: error },
+        ),
+      )
+    })
+    raw.pipe(decompressor).pipe(decoded)
+  }
+
+  // Frees the decompressor once the reply is sent or the client goes away.
+  reply.raw.once('close', stopReading)
   done(null, decoded)
+}
+
+/**
+ * Creates a route `preParsing` hook that decompresses a body sent with
+ * Content-Encoding and applies the route's body limit to the decompressed
+ * bytes while they stream, so a small compressed body cannot make the server
+ * allocate its full expansion. The hook runs after the token check
+ * (`onRequest`), so no anonymous body is decompressed.
+ *
+ * With `limitUncompressed`, a body without Content-Encoding that is over the
+ * limit also gets a 413 that names the limit. Without it, such a body is left
+ * to Fastify, which rejects it with its generic 413.
+ */
+export function createBodyDecoder(options: { limitUncompressed: boolean }) {
+  return (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    payload: RequestPayload,
+    done: (error: Error | null, payload?: RequestPayload) => void,
+  ): void => {
+    const limit = request.routeOptions.bodyLimit
+    const codings = parseContentEncoding(request.headers['content-encoding'])
+    const contentLength = Number(request.headers['content-length'])
+
+    if (codings.length === 0 && !options.limitUncompressed) {
+      done(null, payload)
+      return
+    }
+    // Checked before anything is read.
+    if (contentLength > limit) {
+      done(tooLargeError(request, limit, false))
+      return
+    }
+    if (codings.length > 1 || (codings.length === 1 && !DECOMPRESSORS.has(codings[0] as string))) {
+      done(unsupportedEncodingError(codings))
+      return
+    }
+    // Fastify checks that an uncompressed body has exactly its Content-Length.
+    if (codings.length === 0 && !Number.isNaN(contentLength)) {
+      done(null, payload)
+      return
+    }
+
+    streamBody(request, reply, payload as IncomingMessage, codings[0], done)
+  }
 }

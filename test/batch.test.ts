@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { Readable } from 'node:stream'
 import { test } from 'node:test'
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib'
 import { buildTestApp, countStoredLogins } from './app-fixture.js'
@@ -535,7 +536,7 @@ test('stops decompressing a 1 KB gzip bomb at the limit', async (t) => {
   assert.match(reply.json().message, /larger than 16384 bytes after decompression/)
   const stopped = logLines
     .map((line) => JSON.parse(line))
-    .find((entry) => entry.msg === 'request body passed the limit; decompression stopped')
+    .find((entry) => entry.msg === 'request body passed the limit; stopped reading it')
   assert.ok(stopped, 'the server logs where decompression stopped')
   // One output chunk of zlib (16 KiB) past the limit at most, not the 1 MiB expansion.
   assert.ok(stopped.decodedBytes <= 16384 + 16384, `decoded ${stopped.decodedBytes} bytes`)
@@ -566,4 +567,36 @@ test('GET /limits reports the configured limits', async (t) => {
   assert.ok(reply.json().content_encodings.includes('br'))
   assert.equal(reply.json().rate_limit, null)
   assert.equal(denied.statusCode, 403)
+})
+
+test('chunked batch over the byte limit gets 413', async (t) => {
+  const { app, store, ingestToken } = await buildTestApp(t, {
+    batchLimits: { maxLogins: 1000, maxBytes: 2048 },
+  })
+  const text = JSON.stringify(Array.from({ length: 40 }, (_, user) => login(user)))
+
+  const reply = await app.inject({
+    ...postBatch(ingestToken, ''),
+    payload: Readable.from([text.slice(0, 1000), text.slice(1000)]),
+  })
+
+  assert.equal(reply.statusCode, 413)
+  assert.match(reply.json().message, /larger than 2048 bytes, the limit of POST \/metrics\/batch/)
+  assert.equal(countStoredLogins(store), 0)
+})
+
+test('oversized form body on POST /metrics still gets 400', async (t) => {
+  const { app, ingestToken } = await buildTestApp(t)
+
+  const reply = await app.inject({
+    ...postSingle(ingestToken, null),
+    headers: {
+      authorization: `Bearer ${ingestToken}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    payload: `a=${'x'.repeat(20 * 1024)}`,
+  })
+
+  assert.equal(reply.statusCode, 400)
+  assert.equal(reply.json().code, 'IOTM_ERR_BODY_UNSUPPORTED_MEDIA_TYPE')
 })

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest, FastifySchema } from 'fastify'
 import { assertAccountAllowed } from '../auth.js'
 import { type BatchBody, type BatchEntry, registerBatchBodyParsers } from '../batch-body.js'
-import { decodeRequestBody } from '../body-decoding.js'
+import { createBodyDecoder } from '../body-decoding.js'
 import { AppError, type ErrorBody, toErrorBody } from '../errors.js'
 import { forbiddenKeyError } from '../json-body.js'
 import type { BatchLimits } from '../limits.js'
@@ -189,7 +189,7 @@ export function registerBatchRoute(
       {
         config: { scope: 'ingest' },
         bodyLimit: limits.maxBytes,
-        preParsing: decodeRequestBody,
+        preParsing: createBodyDecoder({ limitUncompressed: true }),
         schema: {
           querystring: batchQuerySchema,
           response: { 200: batchReplySchema, 201: batchReplySchema, 207: batchReplySchema },

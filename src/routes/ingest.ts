@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { assertAccountAllowed } from '../auth.js'
-import { decodeRequestBody } from '../body-decoding.js'
+import { createBodyDecoder } from '../body-decoding.js'
 import { type LoginBody, toLogin } from '../login.js'
 import { loginBodySchema } from '../login-schema.js'
 import { formatTimestamp } from '../timestamp.js'
@@ -29,7 +29,8 @@ export function registerIngestRoute(app: FastifyInstance, queue: WriteQueue): vo
     {
       config: { scope: 'ingest' },
       bodyLimit: INGEST_BODY_LIMIT,
-      preParsing: decodeRequestBody,
+      // Uncompressed bodies keep Fastify's own limit check, as before compression existed.
+      preParsing: createBodyDecoder({ limitUncompressed: false }),
       schema: {
         body: loginBodySchema,
         response: { 200: ingestReplySchema, 201: ingestReplySchema },
