@@ -1,9 +1,11 @@
 /**
  * Measures logins per second through POST /metrics/batch (100 logins per
  * request, plain JSON and gzip) against one login per POST /metrics request.
- * Each mode gets a fresh server process on a temporary database and the same
- * number of concurrent keep-alive connections; this process is the load
- * generator. Run with `npm run bench:batch [-- --duration 10 --concurrency 16]`.
+ * Each run of a mode gets a fresh server process on a temporary database and
+ * the same number of concurrent keep-alive connections; this process is the
+ * load generator. The modes take turns for several rounds, so a change in the
+ * machine's background load affects them alike. Run with
+ * `npm run bench:batch [-- --duration 5 --rounds 2 --concurrency 16]`.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -193,7 +195,7 @@ async function runMode(mode: Mode, seconds: number, concurrency: number): Promis
     mode: mode.name,
     requests,
     logins,
-    seconds: Math.round(elapsed * 10) / 10,
+    seconds: elapsed,
     loginsPerSecond: Math.round(logins / elapsed),
     requestsPerSecond: Math.round(requests / elapsed),
   }
@@ -202,32 +204,49 @@ async function runMode(mode: Mode, seconds: number, concurrency: number): Promis
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      duration: { type: 'string', default: '10' },
+      duration: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '2' },
       concurrency: { type: 'string', default: '16' },
     },
   })
   const seconds = Number(values.duration)
+  const rounds = Number(values.rounds)
   const concurrency = Number(values.concurrency)
-  if (!(seconds > 0 && seconds <= 120) || !(concurrency >= 1 && concurrency <= 256)) {
-    throw new Error('--duration must be 1 to 120 seconds and --concurrency 1 to 256')
-  }
-
-  process.stdout.write(
-    `batch benchmark: ${seconds} s per mode, ${concurrency} connections, Node ${process.version}, ${cpus().length} CPUs\n`,
-  )
-  const results: Result[] = []
-  for (const mode of MODES) {
-    const result = await runMode(mode, seconds, concurrency)
-    results.push(result)
-    process.stdout.write(
-      `${result.mode}: ${result.loginsPerSecond} logins/s (${result.requestsPerSecond} requests/s, ${result.logins} logins in ${result.seconds} s)\n`,
+  if (
+    !(seconds > 0 && seconds <= 120) ||
+    !(Number.isInteger(rounds) && rounds >= 1 && rounds <= 10) ||
+    !(Number.isInteger(concurrency) && concurrency >= 1 && concurrency <= 256)
+  ) {
+    throw new Error(
+      '--duration must be 1 to 120 seconds, --rounds 1 to 10 and --concurrency 1 to 256',
     )
   }
 
-  const baseline = (results[0] as Result).loginsPerSecond
-  for (const result of results.slice(1)) {
+  process.stdout.write(
+    `batch benchmark: ${rounds} rounds of ${seconds} s per mode, ${concurrency} connections, Node ${process.version}, ${cpus().length} CPUs\n`,
+  )
+  const totals = MODES.map(() => ({ logins: 0, requests: 0, seconds: 0 }))
+  for (let round = 1; round <= rounds; round++) {
+    for (const [index, mode] of MODES.entries()) {
+      const result = await runMode(mode, seconds, concurrency)
+      const total = totals[index] as { logins: number; requests: number; seconds: number }
+      total.logins += result.logins
+      total.requests += result.requests
+      total.seconds += result.seconds
+      process.stdout.write(
+        `round ${round}, ${result.mode}: ${result.loginsPerSecond} logins/s (${result.requestsPerSecond} requests/s)\n`,
+      )
+    }
+  }
+
+  const rates = totals.map((total) => total.logins / total.seconds)
+  const baseline = rates[0] as number
+  process.stdout.write('\nmode | logins/s | requests/s | vs single\n')
+  for (const [index, mode] of MODES.entries()) {
+    const total = totals[index] as { logins: number; requests: number; seconds: number }
+    const rate = rates[index] as number
     process.stdout.write(
-      `${result.mode}: ${(result.loginsPerSecond / baseline).toFixed(1)}x the single-login rate\n`,
+      `${mode.name} | ${Math.round(rate)} | ${Math.round(total.requests / total.seconds)} | ${(rate / baseline).toFixed(1)}x\n`,
     )
   }
 }
