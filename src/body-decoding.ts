@@ -6,11 +6,25 @@ import { AppError } from './errors.js'
 
 type Decompressor = zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress | Transform
 
-// zstd arrived in Node 22.15 and 23.8; Node 20 has no zstd decompressor, so
-// the coding is offered only when this runtime provides one.
+// zstd is experimental in Node 22.15 and 23.8 and later; Node 20 has no zstd
+// decompressor, so the coding is offered only when this runtime provides one.
 const createZstdDecompress = (zlib as unknown as Record<string, unknown>).createZstdDecompress as
-  | (() => Transform)
+  | ((options?: { params?: Record<number, number> }) => Transform)
   | undefined
+const ZSTD_WINDOW_LOG_MAX = (zlib.constants as unknown as Record<string, number | undefined>)
+  .ZSTD_d_windowLogMax
+
+/**
+ * Creates a zstd decompressor whose window is at most 8 MiB (2^23), the
+ * limit RFC 9659 sets for the zstd content coding, so a frame cannot make it
+ * allocate the 128 MiB window zstd allows by default.
+ */
+function createBoundedZstdDecompress(create: NonNullable<typeof createZstdDecompress>): Transform {
+  // NOTE: this path is not run by the tests, which use Node 20 without zstd.
+  return ZSTD_WINDOW_LOG_MAX === undefined
+    ? create()
+    : create({ params: { [ZSTD_WINDOW_LOG_MAX]: 23 } })
+}
 
 /** Decompressors by content-coding token; `deflate` is the zlib format (RFC 2616 section 3.5). */
 const DECOMPRESSORS: ReadonlyMap<string, () => Decompressor> = new Map<string, () => Decompressor>([
@@ -21,7 +35,12 @@ const DECOMPRESSORS: ReadonlyMap<string, () => Decompressor> = new Map<string, (
   ['br', () => zlib.createBrotliDecompress()],
   ...(createZstdDecompress === undefined
     ? []
-    : [['zstd', () => createZstdDecompress()] as [string, () => Decompressor]]),
+    : [
+        ['zstd', () => createBoundedZstdDecompress(createZstdDecompress)] as [
+          string,
+          () => Decompressor,
+        ],
+      ]),
 ])
 
 /** The Content-Encoding values the ingest routes accept, besides none and `identity`. */

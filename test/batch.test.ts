@@ -600,3 +600,21 @@ test('oversized form body on POST /metrics still gets 400', async (t) => {
   assert.equal(reply.statusCode, 400)
   assert.equal(reply.json().code, 'IOTM_ERR_BODY_UNSUPPORTED_MEDIA_TYPE')
 })
+
+test('batch of 1000 logins fits the defaults', async (t) => {
+  const { app, store, ingestToken } = await buildTestApp(t)
+  const logins = Array.from({ length: 1000 }, (_, user) => ({
+    ...login(user),
+    user_id: `a-longer-device-identifier-${user}`,
+  }))
+  const body = JSON.stringify(logins)
+  assert.ok(body.length > 64 * 1024, `the body is ${body.length} bytes`)
+
+  const reply = await app.inject(postBatch(ingestToken, body))
+  const over = await app.inject(postBatch(ingestToken, [...logins, login(1000)]))
+
+  assert.equal(reply.statusCode, 201)
+  assert.equal(reply.json().stored, 1000)
+  assert.equal(over.statusCode, 413)
+  assert.equal(countStoredLogins(store), 1000)
+})
