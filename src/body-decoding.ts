@@ -61,8 +61,8 @@ function tooLargeError(request: FastifyRequest, limit: number, decoded: boolean)
 }
 
 /**
- * Counts the bytes that leave the decompressor and fails as soon as they pass
- * the limit. `receivedEncodedLength` is the count of bytes received on the
+ * Counts the body bytes on their way to Fastify, after decompression if any,
+ * and fails as soon as they pass the limit. `receivedEncodedLength` is the count of bytes received on the
  * wire, which Fastify checks against Content-Length and its own body limit.
  */
 class DecodedBodyStream extends Transform {
@@ -210,7 +210,7 @@ export function createBodyDecoder(options: { limitUncompressed: boolean }) {
       done(null, payload)
       return
     }
-    // Checked before anything is read.
+    // The declared size is checked before anything is read.
     if (contentLength > limit) {
       done(tooLargeError(request, limit, false))
       return
