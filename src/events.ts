@@ -25,9 +25,25 @@ export interface RequestRejectedEvent {
   ip: string
 }
 
+export interface BatchRequestEvent {
+  atomic: boolean
+  received: number
+  stored: number
+  duplicate: number
+  rejected: number
+  /** Rejected logins per error code. */
+  rejectedByCode: Record<string, number>
+}
+
 /** Published after a batch transaction committed, before its requests are answered. */
 export const batchCommitted = channel('iot-metrics:batch-committed')
 /** Published after a batch transaction failed and rolled back. */
 export const batchFailed = channel('iot-metrics:batch-failed')
 /** Published for every error reply, token failures included. */
 export const requestRejected = channel('iot-metrics:request-rejected')
+/**
+ * Published for every POST /metrics/batch request whose logins were checked,
+ * stored or not, with its totals: per-login rejections inside a 207 reply
+ * reach observers only this way.
+ */
+export const batchRequestProcessed = channel('iot-metrics:batch-request-processed')

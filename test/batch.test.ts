@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { Readable } from 'node:stream'
 import { test } from 'node:test'
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib'
+import { type BatchRequestEvent, batchRequestProcessed } from '../src/events.js'
 import { buildTestApp, countStoredLogins } from './app-fixture.js'
 
 const ACCOUNT = '781df840-09da-42f4-ba29-996d2ff76a73'
@@ -617,4 +618,27 @@ test('batch of 1000 logins fits the defaults', async (t) => {
   assert.equal(reply.json().stored, 1000)
   assert.equal(over.statusCode, 413)
   assert.equal(countStoredLogins(store), 1000)
+})
+
+test('publishes batch totals with rejections by code', async (t) => {
+  const { app, ingestToken } = await buildTestApp(t)
+  const events: BatchRequestEvent[] = []
+  const onEvent = (event: unknown) => events.push(event as BatchRequestEvent)
+  batchRequestProcessed.subscribe(onEvent)
+  t.after(() => batchRequestProcessed.unsubscribe(onEvent))
+
+  await app.inject(
+    postBatch(ingestToken, [login(1), login(1), { ...login(2), user_id: '' }, 'x', login(3)]),
+  )
+
+  assert.deepEqual(events, [
+    {
+      atomic: false,
+      received: 5,
+      stored: 2,
+      duplicate: 1,
+      rejected: 2,
+      rejectedByCode: { IOTM_ERR_FIELD_INVALID: 2 },
+    },
+  ])
 })

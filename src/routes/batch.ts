@@ -3,6 +3,7 @@ import { assertAccountAllowed } from '../auth.js'
 import { type BatchBody, type BatchEntry, registerBatchBodyParsers } from '../batch-body.js'
 import { createBodyDecoder } from '../body-decoding.js'
 import { AppError, type ErrorBody, toErrorBody } from '../errors.js'
+import { type BatchRequestEvent, batchRequestProcessed } from '../events.js'
 import { forbiddenKeyError } from '../json-body.js'
 import type { BatchLimits } from '../limits.js'
 import { type Login, type LoginBody, type LoginOutcome, toLogin } from '../login.js'
@@ -153,6 +154,20 @@ function batchRejectedError(summary: BatchSummary, rejections: AppError[]): AppE
   return new AppError('IOTM_ERR_BATCH_REJECTED', `${reason}; see results`, { details })
 }
 
+function publishSummary(summary: BatchSummary, rejections: AppError[]): void {
+  if (!batchRequestProcessed.hasSubscribers) {
+    return
+  }
+
+  const rejectedByCode: Record<string, number> = {}
+  for (const { code } of rejections) {
+    rejectedByCode[code] = (rejectedByCode[code] ?? 0) + 1
+  }
+  const { atomic, received, stored, duplicate, rejected } = summary
+  const event: BatchRequestEvent = { atomic, received, stored, duplicate, rejected, rejectedByCode }
+  batchRequestProcessed.publish(event)
+}
+
 /** 201 when every login was new, 200 when every login is now stored, 207 when some were rejected. */
 function statusOf(summary: BatchSummary): number {
   if (summary.rejected > 0) {
@@ -249,6 +264,7 @@ export function registerBatchRoute(
           results,
         }
         if (accepted.length === 0 || (atomic && rejections.length > 0)) {
+          publishSummary(summary, rejections)
           throw batchRejectedError(summary, rejections)
         }
 
@@ -266,6 +282,7 @@ export function registerBatchRoute(
           }
         }
 
+        publishSummary(summary, rejections)
         reply.code(statusOf(summary))
         return summary
       },
