@@ -6,9 +6,12 @@ import type { Dashboard } from './dashboard/index.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
 import { type RequestRejectedEvent, requestRejected } from './events.js'
 import { registerJsonBodyParser } from './json-body.js'
+import { type BatchLimits, DEFAULT_BATCH_LIMITS } from './limits.js'
 import { type RateLimitOptions, registerRateLimit } from './rate-limit.js'
+import { registerBatchRoute } from './routes/batch.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
+import { registerLimitsRoute } from './routes/limits.js'
 import { registerQueryRoutes } from './routes/queries.js'
 import type { Store } from './store.js'
 import type { TokenVerifier } from './tokens.js'
@@ -33,6 +36,8 @@ export interface AppDependencies {
   dashboard?: Dashboard
   /** The per-token rate limit; without it, or at rate 0, requests are not limited. */
   rateLimit?: RateLimitOptions
+  /** Limits of POST /metrics/batch; the defaults when absent. */
+  batchLimits?: BatchLimits
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
@@ -118,6 +123,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   registerHealthRoute(app)
   registerIngestRoute(app, deps.queue)
+  const batchLimits = deps.batchLimits ?? DEFAULT_BATCH_LIMITS
+  registerBatchRoute(app, deps.queue, batchLimits)
+  registerLimitsRoute(app, batchLimits, deps.rateLimit)
   registerQueryRoutes(app, deps.store)
   await deps.dashboard?.register(app)
 

@@ -1,5 +1,6 @@
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { DEFAULT_BATCH_MAX_BYTES, DEFAULT_BATCH_MAX_LOGINS } from './limits.js'
 import type { SynchronousMode } from './sqlite-store.js'
 import { checkManagedToken, MANAGED_TOKEN_PREFIX } from './token-format.js'
 import { isWellFormedToken, RECOMMENDED_TOKEN_LENGTH, splitTokenList } from './tokens.js'
@@ -39,6 +40,10 @@ export interface Config {
   rateLimitBurst: number
   /** CA file whose client certificates the server requires (mutual TLS); undefined: none required. */
   clientCaPath: string | undefined
+  /** Maximum logins in one POST /metrics/batch request. */
+  batchMaxLogins: number
+  /** Maximum body of POST /metrics/batch in bytes, after decompression. */
+  batchMaxBytes: number
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -111,6 +116,14 @@ export const OPTIONS = {
   'client-ca': {
     env: 'CLIENT_CA',
     help: 'PEM CA file: require client certificates it signed, besides the token (mutual TLS)',
+  },
+  'batch-max-logins': {
+    env: 'BATCH_MAX_LOGINS',
+    help: `max logins in one POST /metrics/batch request (default ${DEFAULT_BATCH_MAX_LOGINS})`,
+  },
+  'batch-max-bytes': {
+    env: 'BATCH_MAX_BYTES',
+    help: `max POST /metrics/batch body in bytes, after decompression (default ${DEFAULT_BATCH_MAX_BYTES})`,
   },
 } as const
 
@@ -233,6 +246,18 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   }
   const rateLimitPerSecond = parseInteger('rate-limit', value('rate-limit') ?? '0', 0, 10_000_000)
   const clientCa = value('client-ca')
+  const maxQueued = parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000)
+  const batchMaxLogins = parseInteger(
+    'batch-max-logins',
+    value('batch-max-logins') ?? String(DEFAULT_BATCH_MAX_LOGINS),
+    1,
+    100_000,
+  )
+  if (batchMaxLogins > maxQueued) {
+    throw new ConfigError(
+      `BATCH_MAX_LOGINS (${batchMaxLogins}) is larger than QUEUE_MAX (${maxQueued}), so a full batch could never be queued; lower it or raise QUEUE_MAX`,
+    )
+  }
 
   return {
     host: value('host') ?? '127.0.0.1',
@@ -249,7 +274,14 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     synchronous,
     maxBatchSize: parseInteger('batch-size', value('batch-size') ?? '1000', 1, 100_000),
     batchDelayMs: parseInteger('batch-delay-ms', value('batch-delay-ms') ?? '0', 0, 1000),
-    maxQueued: parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000),
+    maxQueued,
+    batchMaxLogins,
+    batchMaxBytes: parseInteger(
+      'batch-max-bytes',
+      value('batch-max-bytes') ?? String(DEFAULT_BATCH_MAX_BYTES),
+      1024,
+      64 * 1024 * 1024,
+    ),
     standardPlanDevices,
     enterprisePlanDevices,
     dashboardIdleMinutes: parseInteger(

@@ -14,6 +14,12 @@ export const ERROR_CODES = {
   IOTM_ERR_BODY_FORBIDDEN_KEY: 400,
   IOTM_ERR_BODY_UNSUPPORTED_MEDIA_TYPE: 400,
   IOTM_ERR_BODY_TOO_LARGE: 413,
+  IOTM_ERR_BODY_UNSUPPORTED_ENCODING: 415,
+  IOTM_ERR_BODY_INVALID_ENCODING: 400,
+  IOTM_ERR_BATCH_EMPTY: 400,
+  IOTM_ERR_BATCH_NOT_ARRAY: 400,
+  IOTM_ERR_BATCH_TOO_MANY_LOGINS: 413,
+  IOTM_ERR_BATCH_REJECTED: 400,
   IOTM_ERR_REQUEST_INVALID: 400,
   IOTM_ERR_FIELD_INVALID: 400,
   IOTM_ERR_TIMESTAMP_INVALID: 400,
@@ -46,6 +52,8 @@ export interface AppErrorOptions {
   field?: string
   /** Seconds a client should wait before retrying, sent as `Retry-After`. */
   retryAfterSeconds?: number
+  /** Extra members of the reply body, such as the per-login results of a rejected batch. */
+  details?: Record<string, unknown>
   cause?: unknown
 }
 
@@ -55,6 +63,7 @@ export class AppError extends Error {
   readonly statusCode: number
   readonly field: string | undefined
   readonly retryAfterSeconds: number | undefined
+  readonly details: Record<string, unknown> | undefined
 
   constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -63,6 +72,7 @@ export class AppError extends Error {
     this.statusCode = ERROR_CODES[code]
     this.field = options.field
     this.retryAfterSeconds = options.retryAfterSeconds
+    this.details = options.details
   }
 }
 
@@ -73,6 +83,7 @@ export interface ErrorBody {
   code: ErrorCode
   message: string
   field?: string
+  [detail: string]: unknown
 }
 
 export function toErrorBody(error: AppError): ErrorBody {
@@ -84,6 +95,9 @@ export function toErrorBody(error: AppError): ErrorBody {
   }
   if (error.field !== undefined) {
     body.field = error.field
+  }
+  if (error.details !== undefined) {
+    Object.assign(body, error.details)
   }
 
   return body

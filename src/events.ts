@@ -40,6 +40,16 @@ export interface TlsCertificateLoadedEvent {
   trigger: string
 }
 
+export interface BatchRequestEvent {
+  atomic: boolean
+  received: number
+  stored: number
+  duplicate: number
+  rejected: number
+  /** Rejected logins per error code. */
+  rejectedByCode: Record<string, number>
+}
+
 /** Published after a batch transaction committed, before its requests are answered. */
 export const batchCommitted = channel('iot-metrics:batch-committed')
 /** Published after a batch transaction failed and rolled back. */
@@ -50,3 +60,9 @@ export const requestRejected = channel('iot-metrics:request-rejected')
 export const tokenCheckFailed = channel('iot-metrics:token-check-failed')
 /** Published when the server starts serving a certificate, at start and at every reload. */
 export const tlsCertificateLoaded = channel('iot-metrics:tls-certificate-loaded')
+/**
+ * Published for every POST /metrics/batch request whose logins were checked,
+ * stored or not, with its totals: per-login rejections inside a 207 reply
+ * reach observers only this way.
+ */
+export const batchRequestProcessed = channel('iot-metrics:batch-request-processed')

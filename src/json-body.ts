@@ -40,14 +40,24 @@ export function parseJsonBody(text: string): unknown {
     )
   }
 
-  const forbidden = findForbiddenKey(value)
+  const forbidden = forbiddenKeyError(value)
   if (forbidden !== undefined) {
-    throw new AppError('IOTM_ERR_BODY_FORBIDDEN_KEY', `JSON key "${forbidden}" is not allowed`, {
-      field: forbidden,
-    })
+    throw forbidden
   }
 
   return value
+}
+
+/** Returns the 400 for a parsed JSON value that contains `__proto__` or `constructor` keys, if it does. */
+export function forbiddenKeyError(value: unknown): AppError | undefined {
+  const forbidden = findForbiddenKey(value)
+  if (forbidden === undefined) {
+    return undefined
+  }
+
+  return new AppError('IOTM_ERR_BODY_FORBIDDEN_KEY', `JSON key "${forbidden}" is not allowed`, {
+    field: forbidden,
+  })
 }
 
 /**

@@ -86,6 +86,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       logger,
       https: tlsServerOptions(tls, clientCa),
       rateLimit: { ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
+      batchLimits: { maxLogins: config.batchMaxLogins, maxBytes: config.batchMaxBytes },
       dashboard,
     })
     await app.listen({ host: config.host, port: config.port })

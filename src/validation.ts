@@ -8,7 +8,8 @@ type HttpPart = 'body' | 'querystring' | 'params' | 'headers'
 // regular expression is no message for a client.
 const PATTERN_MESSAGE = 'patternMessage'
 
-function describeValue(value: unknown): string {
+/** Names the JSON type of a value for messages: `null`, `an array`, `a string`. */
+export function describeValue(value: unknown): string {
   if (value === null) {
     return 'null'
   }

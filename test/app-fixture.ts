@@ -2,6 +2,8 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
+import type { BatchLimits } from '../src/limits.js'
+import type { RateLimitOptions } from '../src/rate-limit.js'
 import { openSqliteStore } from '../src/sqlite-store.js'
 import type { Store } from '../src/store.js'
 import { createTokenVerifier, generateToken } from '../src/tokens.js'
@@ -17,8 +19,15 @@ export interface TestApp {
   logLines: string[]
 }
 
+export interface TestAppOptions {
+  batchLimits?: BatchLimits
+  rateLimit?: RateLimitOptions
+  /** The write queue's capacity in logins (default 1000). */
+  maxQueued?: number
+}
+
 /** Builds the app over a real SQLite file in a temp folder, for `inject` tests. */
-export async function buildTestApp(t: TestContext): Promise<TestApp> {
+export async function buildTestApp(t: TestContext, options: TestAppOptions = {}): Promise<TestApp> {
   const dir = tempDir(t)
   const { logger, lines } = captureLogger()
   const store = openSqliteStore({ path: join(dir, 'metrics.db') })
@@ -26,13 +35,20 @@ export async function buildTestApp(t: TestContext): Promise<TestApp> {
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: 100,
     batchDelayMs: 0,
-    maxQueued: 1000,
+    maxQueued: options.maxQueued ?? 1000,
     logger,
   })
   const ingestToken = generateToken()
   const readToken = generateToken()
   const tokens = createTokenVerifier({ ingest: [ingestToken], read: [readToken] })
-  const app = await buildApp({ store, queue, tokens, logger })
+  const app = await buildApp({
+    store,
+    queue,
+    tokens,
+    logger,
+    batchLimits: options.batchLimits,
+    rateLimit: options.rateLimit,
+  })
   t.after(async () => {
     await app.close()
     await queue.close()

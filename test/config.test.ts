@@ -53,7 +53,7 @@ test('reads every option from the environment', () => {
     SQLITE_SYNCHRONOUS: 'normal',
     BATCH_SIZE: '50',
     BATCH_DELAY_MS: '5',
-    QUEUE_MAX: '200',
+    QUEUE_MAX: '2000',
   })
 
   assert.equal(config.host, '::1')
@@ -70,7 +70,7 @@ test('reads every option from the environment', () => {
   assert.equal(config.synchronous, 'NORMAL')
   assert.equal(config.maxBatchSize, 50)
   assert.equal(config.batchDelayMs, 5)
-  assert.equal(config.maxQueued, 200)
+  assert.equal(config.maxQueued, 2000)
 })
 
 test('flags win over the environment', () => {

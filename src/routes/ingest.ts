@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import { assertAccountAllowed } from '../auth.js'
+import { createBodyDecoder } from '../body-decoding.js'
 import { type LoginBody, toLogin } from '../login.js'
 import { loginBodySchema } from '../login-schema.js'
 import { formatTimestamp } from '../timestamp.js'
 import type { WriteQueue } from '../write-queue.js'
 
-/** Largest accepted body of POST /metrics; one login is well under 1 KiB. */
+/** Largest accepted body of POST /metrics after decompression; one login is well under 1 KiB. */
 export const INGEST_BODY_LIMIT = 16 * 1024
 
 const ingestReplySchema = {
@@ -28,6 +29,8 @@ export function registerIngestRoute(app: FastifyInstance, queue: WriteQueue): vo
     {
       config: { scope: 'ingest' },
       bodyLimit: INGEST_BODY_LIMIT,
+      // Uncompressed bodies keep Fastify's own limit check, as before compression existed.
+      preParsing: createBodyDecoder({ limitUncompressed: false }),
       schema: {
         body: loginBodySchema,
         response: { 200: ingestReplySchema, 201: ingestReplySchema },
