@@ -3,8 +3,15 @@ import Fastify, { type FastifyInstance, type FastifyRequest, LogController } fro
 import type { Logger } from 'pino'
 import { registerTokenCheck } from './auth.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
-import { type RequestRejectedEvent, requestRejected } from './events.js'
+import {
+  type RequestCompletedEvent,
+  type RequestRejectedEvent,
+  requestCompleted,
+  requestRejected,
+} from './events.js'
+import type { LoginExporter } from './export.js'
 import { registerJsonBodyParser } from './json-body.js'
+import { registerOpenApi } from './openapi.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
 import { registerQueryRoutes } from './routes/queries.js'
@@ -24,6 +31,7 @@ export interface AppDependencies {
   store: Store
   queue: WriteQueue
   tokens: TokenVerifier
+  exporter: LoginExporter
   logger: Logger
   /** TLS server options; without them the app serves plain HTTP, for `inject` in tests only. */
   https?: TlsOptions
@@ -56,7 +64,11 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   await registerTokenCheck(app, deps.tokens)
 
   app.addHook('onSend', (_request, reply, payload, done) => {
-    reply.header('content-type', JSON_CONTENT_TYPE)
+    // A stream is an export of GET /logins, which sets its own type; every
+    // other reply, errors included, is JSON.
+    if (typeof (payload as { pipe?: unknown } | null)?.pipe !== 'function') {
+      reply.header('content-type', JSON_CONTENT_TYPE)
+    }
     done(null, payload)
   })
 
@@ -72,6 +84,15 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       },
       'request completed',
     )
+    if (requestCompleted.hasSubscribers) {
+      const event: RequestCompletedEvent = {
+        method: request.method,
+        route: request.routeOptions.url ?? null,
+        statusCode: reply.statusCode,
+        durationMs: reply.elapsedTime,
+      }
+      requestCompleted.publish(event)
+    }
     done()
   })
 
@@ -94,9 +115,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     reply.code(404).send(toErrorBody(appError))
   })
 
+  await registerOpenApi(app)
   registerHealthRoute(app)
   registerIngestRoute(app, deps.queue)
-  registerQueryRoutes(app, deps.store)
+  registerQueryRoutes(app, deps.store, deps.exporter)
 
   return app
 }

@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { runBackupCommand } from './backup-command.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer } from './server.js'
@@ -71,6 +72,9 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'start':
       await start(rest)
+      return
+    case 'backup':
+      process.exitCode = await runBackupCommand(rest, process.env)
       return
     case 'help':
       process.stdout.write(`${helpText()}\n`)

@@ -31,3 +31,25 @@ export const batchCommitted = channel('iot-metrics:batch-committed')
 export const batchFailed = channel('iot-metrics:batch-failed')
 /** Published for every error reply, token failures included. */
 export const requestRejected = channel('iot-metrics:request-rejected')
+
+export interface RequestCompletedEvent {
+  method: string
+  /** The route pattern, or null when no route matched. */
+  route: string | null
+  statusCode: number
+  durationMs: number
+}
+
+export interface LoginsExpiredEvent {
+  /** Logins deleted by one retention transaction. */
+  deleted: number
+  /** Devices and accounts removed because none of their logins is kept. */
+  devicesRemoved: number
+  accountsRemoved: number
+  durationMs: number
+}
+
+/** Published for every reply once it is sent, errors included. */
+export const requestCompleted = channel('iot-metrics:request-completed')
+/** Published after each retention transaction that deleted logins. */
+export const loginsExpired = channel('iot-metrics:logins-expired')

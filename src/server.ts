@@ -3,7 +3,9 @@ import type { Logger } from 'pino'
 import { buildApp } from './app.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { ensureDevCertificates } from './dev-certs.js'
-import { openSqliteStore } from './sqlite-store.js'
+import { createLoginExporter } from './export.js'
+import { startOperations } from './operations.js'
+import { createSqliteStore, openDatabase } from './sqlite-store.js'
 import { EXPIRY_WARNING_DAYS, loadTlsMaterial, tlsServerOptions } from './tls.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
 import { createWriteQueue } from './write-queue.js'
@@ -12,6 +14,8 @@ export interface RunningServer {
   app: FastifyInstance
   /** The HTTPS base URL, with the port actually bound. */
   url: string
+  /** The Prometheus scrape URL, or undefined when METRICS_PORT is not set. */
+  metricsUrl: string | undefined
   /** Stops accepting requests, commits every queued login, closes the database. */
   close(): Promise<void>
 }
@@ -57,7 +61,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
 
   const tokens = createTokenVerifier(resolveTokens(config, logger))
-  const store = openSqliteStore({ path: config.dbPath, synchronous: config.synchronous })
+  const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
+  const store = createSqliteStore(db)
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: config.maxBatchSize,
@@ -67,10 +72,18 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   })
 
   let app: FastifyInstance
+  let operations: Awaited<ReturnType<typeof startOperations>> | undefined
   try {
-    app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls) })
+    operations = await startOperations(
+      config,
+      { db, queue, certificateValidTo: () => tls.validTo },
+      logger,
+    )
+    const exporter = createLoginExporter(db)
+    app = await buildApp({ store, queue, tokens, exporter, logger, https: tlsServerOptions(tls) })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    await operations?.close()
     store.close()
     throw error
   }
@@ -95,9 +108,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   return {
     app,
     url,
+    metricsUrl: operations.metricsUrl,
     close() {
       closing ??= (async () => {
         await app.close()
+        await operations.close()
         await queue.close()
         store.checkpoint()
         store.close()

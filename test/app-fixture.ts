@@ -1,8 +1,10 @@
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import type Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
-import { openSqliteStore } from '../src/sqlite-store.js'
+import { createLoginExporter } from '../src/export.js'
+import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
 import type { Store } from '../src/store.js'
 import { createTokenVerifier, generateToken } from '../src/tokens.js'
 import { createWriteQueue, type WriteQueue } from '../src/write-queue.js'
@@ -10,6 +12,7 @@ import { captureLogger, tempDir } from './helpers.js'
 
 export interface TestApp {
   app: FastifyInstance
+  db: Database.Database
   store: Store
   queue: WriteQueue
   ingestToken: string
@@ -21,7 +24,8 @@ export interface TestApp {
 export async function buildTestApp(t: TestContext): Promise<TestApp> {
   const dir = tempDir(t)
   const { logger, lines } = captureLogger()
-  const store = openSqliteStore({ path: join(dir, 'metrics.db') })
+  const db = openDatabase({ path: join(dir, 'metrics.db') })
+  const store = createSqliteStore(db)
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: 100,
@@ -32,14 +36,14 @@ export async function buildTestApp(t: TestContext): Promise<TestApp> {
   const ingestToken = generateToken()
   const readToken = generateToken()
   const tokens = createTokenVerifier({ ingest: [ingestToken], read: [readToken] })
-  const app = await buildApp({ store, queue, tokens, logger })
+  const app = await buildApp({ store, queue, tokens, exporter: createLoginExporter(db), logger })
   t.after(async () => {
     await app.close()
     await queue.close()
     store.close()
   })
 
-  return { app, store, queue, ingestToken, readToken, logLines: lines }
+  return { app, db, store, queue, ingestToken, readToken, logLines: lines }
 }
 
 /** Counts every stored login through the read API of the store. */
