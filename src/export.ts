@@ -45,8 +45,8 @@ interface ExportRow {
   device_ref: bigint
 }
 
-/** Logins read per database query; one chunk is about 100 KB of output. */
-export const DEFAULT_EXPORT_CHUNK_SIZE = 1000
+/** Logins read per database query: about 35 KB of NDJSON with UUID ids, a few ms of work. */
+export const DEFAULT_EXPORT_CHUNK_SIZE = 250
 
 const CSV_HEADER = 'account_id,user_id,timestamp\r\n'
 

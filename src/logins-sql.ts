@@ -14,7 +14,10 @@ export type ExportScope = 'all' | 'account' | 'device'
  * last row already sent when `afterPosition` is set, and limit.
  */
 export function exportChunkSql(scope: ExportScope, afterPosition: boolean): string {
-  const conditions = ['l.ts >= :since', 'l.ts <= :until']
+  // After the first chunk the position is the upper bound. It is written
+  // out as a plain `l.ts <=` as well, because SQLite bounds the index range
+  // by one upper bound only and would otherwise scan from :until every time.
+  const conditions = ['l.ts >= :since', afterPosition ? 'l.ts <= :ts' : 'l.ts <= :until']
   if (scope === 'account') {
     conditions.push('l.account_ref = :account')
   }

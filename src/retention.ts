@@ -24,8 +24,9 @@ export interface RetentionOptions {
   retentionMs: number
   logger: Logger
   /**
-   * Logins deleted per transaction. The writer of new logins shares the
-   * connection and waits for at most one such transaction.
+   * Logins deleted per transaction, fixed. Without it the size adapts so
+   * that a transaction takes about TARGET_CHUNK_MS: the writer of new logins
+   * shares the connection and waits for at most one such transaction.
    */
   chunkSize?: number
   /** Pause between the end of one sweep and the start of the next. */
@@ -49,13 +50,29 @@ export interface Retention {
   close(): Promise<void>
 }
 
-export const DEFAULT_RETENTION_CHUNK_SIZE = 2000
 export const DEFAULT_RETENTION_INTERVAL_MS = 60_000
+/** The duration an adaptive retention transaction aims at. */
+export const TARGET_CHUNK_MS = 4
+const MIN_CHUNK_SIZE = 16
+const MAX_CHUNK_SIZE = 4096
+const FIRST_CHUNK_SIZE = 128
 
 interface ExpiredRow {
   device_ref: number
   ts: bigint
   account_ref: number
+}
+
+/** Halves the chunk after a transaction over the target, doubles it after one well under. */
+function nextChunkSize(size: number, durationMs: number): number {
+  if (durationMs > TARGET_CHUNK_MS) {
+    return Math.max(MIN_CHUNK_SIZE, Math.floor(size / 2))
+  }
+  if (durationMs < TARGET_CHUNK_MS / 2) {
+    return Math.min(MAX_CHUNK_SIZE, size * 2)
+  }
+
+  return size
 }
 
 function nowInNanoseconds(): bigint {
@@ -69,7 +86,7 @@ function elapsedMs(started: bigint): number {
 /** Creates the deleter of expired logins over an open, migrated database, without scheduling it. */
 export function createRetention(options: RetentionOptions): Retention {
   const { db, logger } = options
-  const chunkSize = options.chunkSize ?? DEFAULT_RETENTION_CHUNK_SIZE
+  const fixedChunkSize = options.chunkSize
   const retentionNs = BigInt(options.retentionMs) * 1_000_000n
 
   const selectExpired = db.prepare<Record<string, unknown>, ExpiredRow>(SELECT_EXPIRED_LOGINS)
@@ -84,7 +101,7 @@ export function createRetention(options: RetentionOptions): Retention {
   )
   const deleteAccount = db.prepare<[number]>(DELETE_ACCOUNT)
 
-  const deleteChunk = db.transaction((cutoffNs: bigint): ChunkResult => {
+  const deleteChunk = db.transaction((cutoffNs: bigint, chunkSize: number): ChunkResult => {
     const rows = selectExpired.all({ cutoff: cutoffNs, limit: chunkSize })
 
     // Deleted logins per device, and per account the deleted logins and removed devices.
@@ -129,12 +146,13 @@ export function createRetention(options: RetentionOptions): Retention {
 
   async function runSweep(nowNs: bigint): Promise<number> {
     const cutoffNs = nowNs - retentionNs
+    let chunkSize = fixedChunkSize ?? FIRST_CHUNK_SIZE
     let total = 0
     while (!stopping) {
       const started = process.hrtime.bigint()
       // IMMEDIATE, like the writer's batches, so a busy database fails the
       // chunk before it deletes anything.
-      const result = deleteChunk.immediate(cutoffNs)
+      const result = deleteChunk.immediate(cutoffNs, chunkSize)
       const durationMs = elapsedMs(started)
       total += result.deleted
       if (result.deleted > 0 && loginsExpired.hasSubscribers) {
@@ -143,6 +161,9 @@ export function createRetention(options: RetentionOptions): Retention {
       }
       if (result.deleted < chunkSize) {
         break
+      }
+      if (fixedChunkSize === undefined) {
+        chunkSize = nextChunkSize(chunkSize, durationMs)
       }
       // Let queued requests and the write queue's next batch run first.
       await nextTurn()
