@@ -79,10 +79,11 @@ async function vacuumInto(options: BackupOptions, partial: string): Promise<void
   } finally {
     clearInterval(timer)
   }
-  options.onProgress?.(estimate, estimate)
+  const written = statSync(partial).size
+  options.onProgress?.(written, written)
 }
 
-/** Opens the finished copy read-only, checks its integrity and counts what it holds. */
+/** Opens the finished copy read-only, checks its integrity and counts its rows. */
 function verifyCopy(path: string): Omit<BackupResult, 'target' | 'bytes' | 'durationMs'> {
   const db = new Database(path, { readonly: true, fileMustExist: true })
   try {
@@ -108,7 +109,7 @@ function verifyCopy(path: string): Omit<BackupResult, 'target' | 'bytes' | 'dura
  * transaction, which WAL mode lets run beside the writer, where the online
  * backup API would restart its copy after every commit of another process.
  * The copy is written under a temporary name, synced, checked, and only
- * then given the target name, so the target never holds a partial copy.
+ * then given the target name, so the target never contains a partial copy.
  */
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const source = resolve(options.source)

@@ -45,7 +45,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
 
   const requests = new Counter({
     name: 'iotm_http_requests_total',
-    help: 'HTTP requests answered, by method, route pattern and status',
+    help: 'HTTP requests served, by method, route pattern and status',
     labelNames: ['method', 'route', 'status'] as const,
     registers,
   })
@@ -112,7 +112,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   })
   new Gauge({
     name: 'iotm_write_queue_capacity',
-    help: 'Logins the write queue holds before it answers 503 (QUEUE_MAX)',
+    help: 'Maximum logins waiting in the write queue before new ones get 503 (QUEUE_MAX)',
     registers,
     collect() {
       this.set(sources.queueDepth().maxQueued)

@@ -48,7 +48,7 @@ function toOpenApiSchema(schema: unknown): unknown {
 /**
  * Registers @fastify/swagger, which collects the schemas of the routes
  * registered after it, and serves the OpenAPI 3.1 document at
- * GET /openapi.json. The document is public: it describes the API and holds
+ * GET /openapi.json. The document is public: it describes the API and contains
  * no data, and the same file is checked in as docs/openapi.json.
  */
 export async function registerOpenApi(app: FastifyInstance): Promise<void> {

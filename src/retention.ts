@@ -12,11 +12,11 @@ import {
 } from './logins-sql.js'
 
 // Retention deletes logins whose timestamp is older than the retention
-// period, and keeps the summaries describing the logins that are kept: a
+// period, and keeps the summaries describing the logins that are kept. A
 // device's and an account's login count and first login drop with the
-// deleted logins, a device with no login left is removed and no longer
+// deleted logins. A device with no login left is removed and no longer
 // counted in its account's devices, and an account with no login left is
-// removed. A device that logs in again later is counted as new.
+// removed too. A device that logs in again later is counted as new.
 
 export interface RetentionOptions {
   db: Database.Database

@@ -36,7 +36,7 @@ function parseExposition(text: string): Sample[] {
   return samples
 }
 
-/** The value of one series, or 0 when the series does not exist yet. */
+/** Returns the value of one series, or 0 when the series does not exist yet. */
 function sampleValue(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
   const sample = samples.find(
     (candidate) =>

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { test } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import type Database from 'better-sqlite3'
 import { ConfigError, parseRetention } from '../src/config.js'
 import type { LoginsExpiredEvent } from '../src/events.js'
@@ -50,6 +50,16 @@ function assertSummariesMatchLogins(db: Database.Database): void {
     assert.equal(account.first_login, account.first_kept, `first login of account ${account.id}`)
     assert.ok(account.counted > 0n, `account ${account.id} with no logins is removed`)
   }
+}
+
+/** Records every logins-expired event published until the test ends. */
+function recordExpiredEvents(t: TestContext): LoginsExpiredEvent[] {
+  const events: LoginsExpiredEvent[] = []
+  const listener = (message: unknown) => events.push(message as LoginsExpiredEvent)
+  subscribe('iot-metrics:logins-expired', listener)
+  t.after(() => unsubscribe('iot-metrics:logins-expired', listener))
+
+  return events
 }
 
 function read(app: Awaited<ReturnType<typeof buildTestApp>>, url: string) {
@@ -124,10 +134,7 @@ test('retention deletes in chunks of chunkSize', async (t) => {
     timestampNs: at(1) + BigInt(i),
   }))
   store.commitBatch([...logins, { accountId: 'acct-a', userId: 'u0', timestampNs: at(10) }])
-  const events: LoginsExpiredEvent[] = []
-  const listener = (message: unknown) => events.push(message as LoginsExpiredEvent)
-  subscribe('iot-metrics:logins-expired', listener)
-  t.after(() => unsubscribe('iot-metrics:logins-expired', listener))
+  const events = recordExpiredEvents(t)
   const retention = createRetention({
     db,
     retentionMs: 5 * DAY_MS,
@@ -161,10 +168,7 @@ test('ingestion proceeds while retention runs', async (t) => {
       })),
     )
   }
-  const events: LoginsExpiredEvent[] = []
-  const listener = (message: unknown) => events.push(message as LoginsExpiredEvent)
-  subscribe('iot-metrics:logins-expired', listener)
-  t.after(() => unsubscribe('iot-metrics:logins-expired', listener))
+  const events = recordExpiredEvents(t)
   const retention = createRetention({
     db,
     retentionMs: 5 * DAY_MS,

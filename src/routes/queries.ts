@@ -105,8 +105,8 @@ function accountNotFound(accountId: string): AppError {
 }
 
 /**
- * The read-scope GET endpoints: accounts, their devices, and logins over
- * time, which GET /logins also exports as NDJSON or CSV.
+ * Registers the read-scope GET endpoints: accounts, their devices, and
+ * logins over time, which GET /logins also exports as NDJSON or CSV.
  */
 export function registerQueryRoutes(
   app: FastifyInstance,
