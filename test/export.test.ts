@@ -144,6 +144,21 @@ test('export errors are plain JSON', async (t) => {
   assert.equal(noToken.headers['content-type'], 'application/json')
 })
 
+test('HEAD export sends headers without reading', async (t) => {
+  const { app, store, readToken, logLines } = await buildTestApp(t)
+  storeLogins(store, 'acct-1', 10, 1)
+
+  const reply = await app.inject({ ...exportRequest('text/csv', '', readToken), method: 'HEAD' })
+
+  assert.equal(reply.statusCode, 200)
+  assert.equal(reply.headers['content-type'], 'text/csv; charset=utf-8')
+  assert.equal(reply.body, '')
+  assert.equal(
+    logLines.some((line) => line.includes('login export')),
+    false,
+  )
+})
+
 test('JSON listing keeps exactly application/json', async (t) => {
   const { app, store, readToken } = await buildTestApp(t)
   storeLogins(store, 'acct-1', 3, 1)

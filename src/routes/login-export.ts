@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { EXPORT_CONTENT_TYPES, type ExportFormat, type LoginExport } from '../export.js'
 
@@ -28,6 +29,16 @@ export function sendLoginExport(
   loginExport: LoginExport,
   format: ExportFormat,
 ): FastifyReply {
+  reply.header('content-type', EXPORT_CONTENT_TYPES[format])
+  if (format === 'csv') {
+    reply.header('content-disposition', 'attachment; filename="logins.csv"')
+  }
+  // Fastify would read a HEAD reply's stream to the end and drop it; an
+  // empty stream keeps the export's headers without reading any login.
+  if (request.method === 'HEAD') {
+    return reply.send(Readable.from([]))
+  }
+
   const started = process.hrtime.bigint()
   reply.raw.once('close', () => {
     const fields = {
@@ -41,11 +52,6 @@ export function sendLoginExport(
       request.log.info(fields, 'login export stopped before the end: the connection closed')
     }
   })
-
-  reply.header('content-type', EXPORT_CONTENT_TYPES[format])
-  if (format === 'csv') {
-    reply.header('content-disposition', 'attachment; filename="logins.csv"')
-  }
 
   return reply.send(loginExport.stream)
 }
