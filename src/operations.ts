@@ -1,6 +1,6 @@
 import type Database from 'better-sqlite3'
 import type { Logger } from 'pino'
-import type { Config } from './config.js'
+import { type Config, ConfigError } from './config.js'
 import { createMetrics } from './metrics.js'
 import { startMetricsServer } from './metrics-server.js'
 import { startRetention } from './retention.js'
@@ -48,6 +48,12 @@ export async function startOperations(
       )
     } catch (error) {
       metrics.close()
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+        throw new ConfigError(
+          `cannot listen for metrics on ${config.metricsHost}:${config.metricsPort}: ${code}; change METRICS_HOST or METRICS_PORT`,
+        )
+      }
       throw error
     }
     logger.info({ url: metricsServer.url }, 'metrics listening')

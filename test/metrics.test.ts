@@ -146,3 +146,13 @@ test('metrics listener is off unless METRICS_PORT is set', () => {
   assert.equal(config.metricsHost, '127.0.0.1')
   assert.equal(parseConfig(['--metrics-port', '9464'], {}).metricsPort, 9464)
 })
+
+test('metrics port in use stops the start', async (t) => {
+  const first = await startServerProcess(t, tempDir(t), { METRICS_PORT: '0' })
+  const port = new URL(metricsUrl(first)).port
+
+  await assert.rejects(
+    startServerProcess(t, tempDir(t), { METRICS_PORT: port }),
+    /cannot listen for metrics on 127\.0\.0\.1:\d+: EADDRINUSE/,
+  )
+})
