@@ -6,7 +6,13 @@ import { ConfigError, parseRetention } from '../src/config.js'
 import type { LoginsExpiredEvent } from '../src/events.js'
 import { createRetention } from '../src/retention.js'
 import { buildTestApp, countStoredLogins } from './app-fixture.js'
-import { captureLogger } from './helpers.js'
+import { captureLogger, tempDir } from './helpers.js'
+import {
+  jsonRequest,
+  keepAliveAgent,
+  readGeneratedTokens,
+  startServerProcess,
+} from './server-process.js'
 
 const DAY_MS = 86_400_000
 const DAY_NS = 86_400_000_000_000n
@@ -214,6 +220,67 @@ test('close stops a running sweep between chunks', async (t) => {
 
   assert.ok(deleted < 5000, `deleted ${deleted} logins before stopping`)
   assertSummariesMatchLogins(db)
+})
+
+test('adaptive chunks delete every expired login', async (t) => {
+  const { db, store } = await buildTestApp(t)
+  store.commitBatch(
+    Array.from({ length: 5000 }, (_, i) => ({
+      accountId: `acct-${i % 7}`,
+      userId: `u${i % 300}`,
+      timestampNs: at(1) + BigInt(i),
+    })),
+  )
+  store.commitBatch([{ accountId: 'acct-0', userId: 'u0', timestampNs: at(10) }])
+  const retention = createRetention({ db, retentionMs: 5 * DAY_MS, logger: captureLogger().logger })
+
+  const deleted = await retention.sweep(NOW)
+
+  assert.equal(deleted, 5000)
+  assert.equal(countStoredLogins(store), 1)
+  assertSummariesMatchLogins(db)
+})
+
+test('server with RETENTION deletes at start', async (t) => {
+  const cwd = tempDir(t)
+  const first = await startServerProcess(t, cwd)
+  const tokens = readGeneratedTokens(cwd)
+  const firstAgent = keepAliveAgent(t, first)
+  const now = Date.now()
+  for (const [userId, ageMs] of [
+    ['old', 3 * 3_600_000],
+    ['new', 60_000],
+  ] as const) {
+    const reply = await jsonRequest(first, firstAgent, 'POST', '/metrics', tokens.ingest, {
+      account_id: 'acct-1',
+      user_id: userId,
+      timestamp: new Date(now - ageMs).toISOString(),
+    })
+    assert.equal(reply.status, 201)
+  }
+  assert.equal(await first.stop(), 0)
+
+  const server = await startServerProcess(t, cwd, { RETENTION: '1h', METRICS_PORT: '0' })
+  const agent = keepAliveAgent(t, server)
+  let logins: Array<{ user_id: string }> = []
+  for (let attempt = 0; attempt < 50; attempt++) {
+    logins = (await jsonRequest(server, agent, 'GET', '/logins', tokens.read)).body.logins
+    if (logins.length === 1) {
+      break
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+
+  assert.deepEqual(
+    logins.map((login) => login.user_id),
+    ['new'],
+  )
+  const account = await jsonRequest(server, agent, 'GET', '/accounts/acct-1', tokens.read)
+  assert.equal(account.body.devices, 1)
+  assert.equal(account.body.logins, 1)
+  const metricsLine = server.output.find((line) => line.includes('"msg":"metrics listening"'))
+  const metrics = await (await fetch(JSON.parse(metricsLine ?? '{}').url)).text()
+  assert.match(metrics, /^iotm_retention_deleted_logins_total 1$/m)
 })
 
 test('RETENTION accepts hours and days', () => {
