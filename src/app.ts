@@ -4,9 +4,16 @@ import type { Logger } from 'pino'
 import { registerTokenCheck } from './auth.js'
 import type { Dashboard } from './dashboard/index.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
-import { type RequestRejectedEvent, requestRejected } from './events.js'
+import {
+  type RequestCompletedEvent,
+  type RequestRejectedEvent,
+  requestCompleted,
+  requestRejected,
+} from './events.js'
+import type { LoginExporter } from './export.js'
 import { registerJsonBodyParser } from './json-body.js'
 import { type BatchLimits, DEFAULT_BATCH_LIMITS } from './limits.js'
+import { registerOpenApi } from './openapi.js'
 import { type RateLimitOptions, registerRateLimit } from './rate-limit.js'
 import { registerBatchRoute } from './routes/batch.js'
 import { registerHealthRoute } from './routes/health.js'
@@ -29,6 +36,7 @@ export interface AppDependencies {
   store: Store
   queue: WriteQueue
   tokens: TokenVerifier
+  exporter: LoginExporter
   logger: Logger
   /** TLS server options; without them the app serves plain HTTP, for `inject` in tests only. */
   https?: TlsOptions
@@ -71,15 +79,18 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   app.addHook('onSend', (_request, reply, payload, done) => {
     // A route that set its own type (an HTML page, a script, an event
-    // stream) keeps it; JSON, and the text/plain Fastify gives a bare
-    // string, become exactly application/json.
+    // stream, a CSV or NDJSON export) keeps it; JSON, and the text/plain
+    // Fastify gives a bare string, become exactly application/json.
     const type = String(reply.getHeader('content-type') ?? '')
-    if (type === '' || type.startsWith('application/json') || type.startsWith('text/plain')) {
+    const isStream = typeof (payload as { pipe?: unknown } | null)?.pipe === 'function'
+    const isJson =
+      type === '' || type.startsWith('application/json') || type.startsWith('text/plain')
+    if (isJson && !isStream) {
       reply.header('content-type', JSON_CONTENT_TYPE)
     }
     // Replies carry account data and are never worth caching by a proxy, and
-    // a browser must not guess another type than the one sent.
-    // Hashed static assets set their own long-lived caching, which stays.
+    // a browser must not guess another type than the one sent. Hashed static
+    // assets set their own long-lived caching, which stays.
     if (!reply.hasHeader('cache-control')) {
       reply.header('cache-control', 'no-store')
     }
@@ -99,6 +110,15 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       },
       'request completed',
     )
+    if (requestCompleted.hasSubscribers) {
+      const event: RequestCompletedEvent = {
+        method: request.method,
+        route: request.routeOptions.url ?? null,
+        statusCode: reply.statusCode,
+        durationMs: reply.elapsedTime,
+      }
+      requestCompleted.publish(event)
+    }
     done()
   })
 
@@ -121,12 +141,13 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     reply.code(404).send(toErrorBody(appError))
   })
 
+  await registerOpenApi(app)
   registerHealthRoute(app)
   registerIngestRoute(app, deps.queue)
   const batchLimits = deps.batchLimits ?? DEFAULT_BATCH_LIMITS
   registerBatchRoute(app, deps.queue, batchLimits)
   registerLimitsRoute(app, batchLimits, deps.rateLimit)
-  registerQueryRoutes(app, deps.store)
+  registerQueryRoutes(app, deps.store, deps.exporter)
   await deps.dashboard?.register(app)
 
   return app

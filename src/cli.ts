@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { runBackupCommand } from './backup-command.js'
 import { AdminCommandError, runAdminCommand } from './commands/admin.js'
 import { runTokensCommand } from './commands/tokens.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
@@ -83,6 +84,9 @@ async function main(argv: string[]): Promise<void> {
         stdout: (text) => process.stdout.write(text),
         stderr: (text) => process.stderr.write(text),
       })
+      return
+    case 'backup':
+      process.exitCode = await runBackupCommand(rest, process.env)
       return
     case 'help':
       process.stdout.write(`${helpText()}\n`)

@@ -44,6 +44,11 @@ export interface Config {
   batchMaxLogins: number
   /** Maximum body of POST /metrics/batch in bytes, after decompression. */
   batchMaxBytes: number
+  metricsHost: string
+  /** Port of the plain-HTTP Prometheus listener; undefined leaves it off. */
+  metricsPort: number | undefined
+  /** Logins older than this many milliseconds are deleted; undefined keeps every login. */
+  retentionMs: number | undefined
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -125,6 +130,18 @@ export const OPTIONS = {
     env: 'BATCH_MAX_BYTES',
     help: `max POST /metrics/batch body in bytes, after decompression (default ${DEFAULT_BATCH_MAX_BYTES})`,
   },
+  'metrics-host': {
+    env: 'METRICS_HOST',
+    help: 'address of the plain-HTTP Prometheus listener (default 127.0.0.1)',
+  },
+  'metrics-port': {
+    env: 'METRICS_PORT',
+    help: 'port of the Prometheus listener at /metrics (default: off)',
+  },
+  retention: {
+    env: 'RETENTION',
+    help: 'delete logins older than this, such as 90d or 12h (default: off, keep all)',
+  },
 } as const
 
 type OptionName = keyof typeof OPTIONS
@@ -138,6 +155,30 @@ function parseInteger(name: OptionName, text: string, min: number, max: number):
   }
 
   return value
+}
+
+const RETENTION_UNITS_MS = { h: 3_600_000, d: 86_400_000 } as const
+// About 100 years: anything longer is a typo, and keeps the cutoff arithmetic far from overflow.
+const MAX_RETENTION_MS = 36_500 * 86_400_000
+
+/** Reads a retention period such as `90d` or `12h` into milliseconds; `off` or nothing is undefined. */
+export function parseRetention(text: string | undefined): number | undefined {
+  if (text === undefined || text.toLowerCase() === 'off') {
+    return undefined
+  }
+
+  const match = /^(\d+)([hd])$/.exec(text)
+  const ms =
+    match === null
+      ? Number.NaN
+      : Number(match[1]) * RETENTION_UNITS_MS[match[2] as keyof typeof RETENTION_UNITS_MS]
+  if (!(ms >= RETENTION_UNITS_MS.h && ms <= MAX_RETENTION_MS)) {
+    throw new ConfigError(
+      `invalid RETENTION (--retention) ${JSON.stringify(text)}: expected a whole number of hours or days from 1h to 36500d, such as 90d or 12h, or off`,
+    )
+  }
+
+  return ms
 }
 
 function parseTokens(
@@ -258,6 +299,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       `BATCH_MAX_LOGINS (${batchMaxLogins}) is larger than QUEUE_MAX (${maxQueued}), so a full batch could never be queued; lower it or raise QUEUE_MAX`,
     )
   }
+  const metricsPort = value('metrics-port')
 
   return {
     host: value('host') ?? '127.0.0.1',
@@ -304,6 +346,10 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
       100_000_000,
     ),
     clientCaPath: clientCa === undefined ? undefined : resolve(clientCa),
+    metricsHost: value('metrics-host') ?? '127.0.0.1',
+    metricsPort:
+      metricsPort === undefined ? undefined : parseInteger('metrics-port', metricsPort, 0, 65_535),
+    retentionMs: parseRetention(value('retention')),
     warnings,
   }
 }
@@ -318,6 +364,7 @@ export function helpText(): string {
     'Usage: iot-metrics [start] [options]',
     '       iot-metrics admin <create|passwd|delete|list> [NAME] (dashboard users; admin --help)',
     '       iot-metrics tokens create|list|revoke (run iot-metrics tokens help)',
+    '       iot-metrics backup FILE [--db-path PATH]   (iot-metrics backup --help)',
     '',
     'Options (flag, environment variable, meaning); a flag wins over its variable:',
     ...lines,

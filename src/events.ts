@@ -66,3 +66,25 @@ export const tlsCertificateLoaded = channel('iot-metrics:tls-certificate-loaded'
  * reach observers only this way.
  */
 export const batchRequestProcessed = channel('iot-metrics:batch-request-processed')
+
+export interface RequestCompletedEvent {
+  method: string
+  /** The route pattern, or null when no route matched. */
+  route: string | null
+  statusCode: number
+  durationMs: number
+}
+
+export interface LoginsExpiredEvent {
+  /** Logins deleted by one retention transaction. */
+  deleted: number
+  /** Devices and accounts removed because none of their logins is kept. */
+  devicesRemoved: number
+  accountsRemoved: number
+  durationMs: number
+}
+
+/** Published for every reply once it is sent, errors included. */
+export const requestCompleted = channel('iot-metrics:request-completed')
+/** Published after each retention transaction that deleted logins. */
+export const loginsExpired = channel('iot-metrics:logins-expired')

@@ -5,7 +5,9 @@ import { buildApp } from './app.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { createDashboard } from './dashboard/index.js'
 import { ensureDevCertificates } from './dev-certs.js'
+import { createLoginExporter } from './export.js'
 import { createManagedTokenCache } from './managed-tokens.js'
+import { startOperations } from './operations.js'
 import { createSqliteStore, openDatabase } from './sqlite-store.js'
 import { loadClientCa, loadTlsMaterial, tlsServerOptions } from './tls.js'
 import { createTlsReloader } from './tls-reloader.js'
@@ -21,6 +23,8 @@ export interface RunningServer {
   reloadTls(trigger: string): boolean
   /** Expiry of the certificate being served. */
   certificateValidTo(): Date
+  /** The Prometheus scrape URL, or undefined when METRICS_PORT is not set. */
+  metricsUrl: string | undefined
   /** Stops accepting requests, commits every queued login, closes the database. */
   close(): Promise<void>
 }
@@ -70,7 +74,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   })
 
   let app: FastifyInstance
+  let operations: Awaited<ReturnType<typeof startOperations>> | undefined
+  // The reloader needs the listening server, so it is created after listen;
+  // until then the certificate loaded above is the one served.
+  let tlsReloader: ReturnType<typeof createTlsReloader> | undefined
+  const certificateValidTo = () => tlsReloader?.validTo() ?? tls.validTo
   try {
+    operations = await startOperations(config, { db, queue, certificateValidTo }, logger)
+    const exporter = createLoginExporter(db)
     const dashboard = createDashboard({
       db,
       logger,
@@ -83,6 +94,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       store,
       queue,
       tokens,
+      exporter,
       logger,
       https: tlsServerOptions(tls, clientCa),
       rateLimit: { ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
@@ -91,13 +103,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    await operations?.close()
     managedTokens.close()
     store.close()
     throw error
   }
 
   // The reloader logs the certificate's expiry now and after every reload.
-  const tlsReloader = createTlsReloader({
+  const reloader = createTlsReloader({
     server: app.server as unknown as TlsServer,
     certPath: config.tlsCertPath,
     keyPath: config.tlsKeyPath,
@@ -105,6 +118,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     initial: tls,
     logger,
   })
+  tlsReloader = reloader
 
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
@@ -127,12 +141,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   return {
     app,
     url,
-    reloadTls: (trigger) => tlsReloader.reload(trigger),
-    certificateValidTo: () => tlsReloader.validTo(),
+    reloadTls: (trigger) => reloader.reload(trigger),
+    certificateValidTo,
+    metricsUrl: operations.metricsUrl,
     close() {
       closing ??= (async () => {
-        tlsReloader.close()
+        reloader.close()
         await app.close()
+        await operations.close()
         await queue.close()
         managedTokens.close()
         store.checkpoint()

@@ -1,10 +1,12 @@
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
+import type Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
+import { createLoginExporter } from '../src/export.js'
 import type { BatchLimits } from '../src/limits.js'
 import type { RateLimitOptions } from '../src/rate-limit.js'
-import { openSqliteStore } from '../src/sqlite-store.js'
+import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
 import type { Store } from '../src/store.js'
 import { createTokenVerifier, generateToken } from '../src/tokens.js'
 import { createWriteQueue, type WriteQueue } from '../src/write-queue.js'
@@ -12,6 +14,7 @@ import { captureLogger, tempDir } from './helpers.js'
 
 export interface TestApp {
   app: FastifyInstance
+  db: Database.Database
   store: Store
   queue: WriteQueue
   ingestToken: string
@@ -30,7 +33,8 @@ export interface TestAppOptions {
 export async function buildTestApp(t: TestContext, options: TestAppOptions = {}): Promise<TestApp> {
   const dir = tempDir(t)
   const { logger, lines } = captureLogger()
-  const store = openSqliteStore({ path: join(dir, 'metrics.db') })
+  const db = openDatabase({ path: join(dir, 'metrics.db') })
+  const store = createSqliteStore(db)
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: 100,
@@ -45,6 +49,7 @@ export async function buildTestApp(t: TestContext, options: TestAppOptions = {})
     store,
     queue,
     tokens,
+    exporter: createLoginExporter(db),
     logger,
     batchLimits: options.batchLimits,
     rateLimit: options.rateLimit,
@@ -55,7 +60,7 @@ export async function buildTestApp(t: TestContext, options: TestAppOptions = {})
     store.close()
   })
 
-  return { app, store, queue, ingestToken, readToken, logLines: lines }
+  return { app, db, store, queue, ingestToken, readToken, logLines: lines }
 }
 
 /** Counts every stored login through the read API of the store. */

@@ -8,6 +8,7 @@ import { createDashboard } from '../src/dashboard/index.js'
 import { hashPassword } from '../src/dashboard/passwords.js'
 import { SESSION_COOKIE } from '../src/dashboard/session-guard.js'
 import type { SignInThrottleOptions } from '../src/dashboard/signin-throttle.js'
+import { createLoginExporter } from '../src/export.js'
 import { normalizeId } from '../src/login.js'
 import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
 import type { Store } from '../src/store.js'
@@ -68,7 +69,14 @@ export async function buildDashboardTestApp(
   const ingestToken = generateToken()
   const readToken = generateToken()
   const tokens = createTokenVerifier({ ingest: [ingestToken], read: [readToken] })
-  const app = await buildApp({ store, queue, tokens, logger, dashboard })
+  const app = await buildApp({
+    store,
+    queue,
+    tokens,
+    exporter: createLoginExporter(db),
+    logger,
+    dashboard,
+  })
   t.after(async () => {
     await app.close()
     await queue.close()

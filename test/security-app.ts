@@ -3,6 +3,7 @@ import type { TestContext } from 'node:test'
 import type Database from 'better-sqlite3'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
+import { createLoginExporter } from '../src/export.js'
 import { createManagedTokenCache, type ManagedTokenCache } from '../src/managed-tokens.js'
 import type { RateLimitOptions } from '../src/rate-limit.js'
 import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
@@ -54,6 +55,7 @@ export async function buildSecurityTestApp(
     store,
     queue,
     tokens,
+    exporter: createLoginExporter(db),
     logger,
     ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
   })

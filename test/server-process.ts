@@ -101,13 +101,16 @@ export interface RawReply {
   body: string
 }
 
-/** Sends one HTTP/1.1 request with `Connection: close` as raw bytes over TLS and returns the raw reply. */
+/**
+ * Sends one HTTP/1.1 request as raw bytes over TLS and returns the raw reply.
+ * The request must carry `Connection: close`, because the server then ends
+ * the connection after its reply.
+ */
 export async function rawRequest(server: ServerProcess, requestText: string): Promise<RawReply> {
   const socket = connect({ host: '127.0.0.1', port: server.port, ca: server.ca })
   await once(socket, 'secureConnect')
-  // Callers send "Connection: close", so the server closes the connection
-  // after its reply. Half-closing right after the handshake lost the request
-  // in about one run in three (Node 20.20, TLS 1.3).
+  // Ending our side here would send close_notify, and the server's TLS
+  // socket then closes, at times before a reply that waits for a commit.
   socket.write(requestText)
 
   const chunks: Buffer[] = []

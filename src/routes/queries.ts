@@ -1,10 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import { decodeCursor, encodeCursor } from '../cursor.js'
 import { AppError } from '../errors.js'
+import { type LoginExporter, negotiateLoginFormat } from '../export.js'
 import { normalizeId } from '../login.js'
 import { idSchema } from '../login-schema.js'
 import type { AccountSummary, DeviceSummary, Store } from '../store.js'
 import { formatTimestamp, parseTimestamp } from '../timestamp.js'
+import { exportResponseContent, sendLoginExport } from './login-export.js'
 
 export const DEFAULT_PAGE_SIZE = 100
 export const MAX_PAGE_SIZE = 1000
@@ -102,8 +104,15 @@ function accountNotFound(accountId: string): AppError {
   )
 }
 
-/** The read-scope GET endpoints: accounts, their devices, and logins over time. */
-export function registerQueryRoutes(app: FastifyInstance, store: Store): void {
+/**
+ * Registers the read-scope GET endpoints: accounts, their devices, and
+ * logins over time, which GET /logins also exports as NDJSON or CSV.
+ */
+export function registerQueryRoutes(
+  app: FastifyInstance,
+  store: Store,
+  exporter: LoginExporter,
+): void {
   const config = { scope: 'read' } as const
 
   app.get<{ Querystring: PagingQuery }>(
@@ -200,32 +209,50 @@ export function registerQueryRoutes(app: FastifyInstance, store: Store): void {
         querystring: loginQuerySchema,
         response: {
           200: {
-            type: 'object',
-            properties: {
-              logins: {
-                type: 'array',
-                items: {
+            description:
+              'One page of logins as JSON, or every matching login when Accept asks for NDJSON or CSV',
+            content: {
+              'application/json': {
+                schema: {
                   type: 'object',
                   properties: {
-                    account_id: { type: 'string' },
-                    user_id: { type: 'string' },
-                    timestamp: { type: 'string' },
+                    logins: {
+                      type: 'array',
+                      items: {
+                        type: 'object',
+                        properties: {
+                          account_id: { type: 'string' },
+                          user_id: { type: 'string' },
+                          timestamp: { type: 'string' },
+                        },
+                      },
+                    },
+                    next_cursor: nextCursorSchema,
                   },
                 },
               },
-              next_cursor: nextCursorSchema,
+              ...exportResponseContent,
             },
           },
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const query = request.query
       if (query.user_id !== undefined && query.account_id === undefined) {
         throw new AppError(
           'IOTM_ERR_QUERY_INVALID_PARAMETER',
           'user_id needs account_id, because user ids are only unique within an account',
           { field: 'user_id' },
+        )
+      }
+      reply.header('vary', 'Accept')
+      const format = negotiateLoginFormat(request.headers.accept)
+      if (format !== 'json' && query.cursor !== undefined) {
+        throw new AppError(
+          'IOTM_ERR_QUERY_INVALID_PARAMETER',
+          'cursor only applies to the JSON listing; an NDJSON or CSV export always streams every matching login',
+          { field: 'cursor' },
         )
       }
 
@@ -242,11 +269,20 @@ export function registerQueryRoutes(app: FastifyInstance, store: Store): void {
       }
       const accountId = query.account_id === undefined ? undefined : normalizeId(query.account_id)
       request.accountId = accountId
+      const userId = query.user_id === undefined ? undefined : normalizeId(query.user_id)
+      if (format !== 'json') {
+        return sendLoginExport(
+          request,
+          reply,
+          exporter.open({ accountId, userId, sinceNs, untilNs }, format),
+          format,
+        )
+      }
 
       const page = store.listLogins({
         limit: query.limit,
         accountId,
-        userId: query.user_id === undefined ? undefined : normalizeId(query.user_id),
+        userId,
         sinceNs,
         untilNs,
         after:

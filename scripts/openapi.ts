@@ -1,0 +1,48 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import pino from 'pino'
+import { buildApp } from '../src/app.js'
+import { createLoginExporter } from '../src/export.js'
+import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
+import { createTokenVerifier, generateToken } from '../src/tokens.js'
+import { createWriteQueue } from '../src/write-queue.js'
+
+/** Where `npm run openapi` writes the document, relative to the repository root. */
+export const OPENAPI_PATH = 'docs/openapi.json'
+
+/**
+ * Builds the app over a throwaway database and returns its OpenAPI document
+ * as the text checked in at docs/openapi.json.
+ */
+export async function generateOpenApiText(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'iotm-openapi-'))
+  const logger = pino({ level: 'silent' })
+  const db = openDatabase({ path: join(dir, 'metrics.db') })
+  const store = createSqliteStore(db)
+  const queue = createWriteQueue({
+    commit: (logins) => store.commitBatch(logins),
+    maxBatchSize: 1,
+    batchDelayMs: 0,
+    maxQueued: 1,
+    logger,
+  })
+  const tokens = createTokenVerifier({ ingest: [generateToken()], read: [generateToken()] })
+  const app = await buildApp({ store, queue, tokens, exporter: createLoginExporter(db), logger })
+  try {
+    await app.ready()
+    return `${JSON.stringify(app.swagger(), null, 2)}\n`
+  } finally {
+    await app.close()
+    await queue.close()
+    store.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const root = fileURLToPath(new URL('../../', import.meta.url))
+  writeFileSync(join(root, OPENAPI_PATH), await generateOpenApiText())
+  process.stdout.write(`wrote ${OPENAPI_PATH}\n`)
+}
