@@ -2,7 +2,7 @@ import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from './app.js'
-import { type Config, DEFAULT_CERT_DIR } from './config.js'
+import { type Config, ConfigError, DEFAULT_CERT_DIR } from './config.js'
 import { createDashboard } from './dashboard/index.js'
 import { ensureDevCertificates } from './dev-certs.js'
 import { createLoginExporter } from './export.js'
@@ -34,7 +34,14 @@ function resolveTokens(config: Config, logger: Logger): TokenSet {
     return { ingest: config.ingestTokens, read: config.readTokens }
   }
 
-  const { tokens, created } = loadOrCreateTokenFile(config.tokenFilePath)
+  let loaded: ReturnType<typeof loadOrCreateTokenFile>
+  try {
+    loaded = loadOrCreateTokenFile(config.tokenFilePath)
+  } catch (error) {
+    // A broken token file is a configuration problem: one line, exit 2.
+    throw new ConfigError((error as Error).message)
+  }
+  const { tokens, created } = loaded
   logger.info(
     { tokenFile: config.tokenFilePath, created },
     created

@@ -155,6 +155,12 @@ function parseTokenFile(text: string, path: string): TokenSet {
       continue
     }
     const list = splitTokenList(match[2] as string)
+    // The message names the variable, never the token itself.
+    if (!list.every(isWellFormedToken)) {
+      throw new Error(
+        `token file ${path}: ${match[1]} contains characters a bearer token cannot have; fix the file or delete it to generate new tokens`,
+      )
+    }
     if (match[1] === 'INGEST_TOKENS') {
       tokens.ingest.push(...list)
     } else {

@@ -152,3 +152,10 @@ test('loadOrCreateTokenFile rejects a file missing one scope', (t) => {
     (error: Error) => error.message.startsWith(`token file ${path} must set both`),
   )
 })
+
+test('loadOrCreateTokenFile rejects a malformed token', (t) => {
+  const path = join(tempDir(t), 'tokens.env')
+  writeFileSync(path, 'INGEST_TOKENS=has space\nREAD_TOKENS=fine-token\n')
+
+  assert.throws(() => loadOrCreateTokenFile(path), /INGEST_TOKENS contains characters/)
+})
