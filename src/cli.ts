@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster'
+import { runPrimary } from './cluster.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
 import { startServer } from './server.js'
@@ -23,6 +25,11 @@ async function start(argv: string[]): Promise<void> {
   }
 
   const logger = createLogger(config.logLevel)
+  if (config.workers > 1 && cluster.isPrimary) {
+    runPrimary(config, logger)
+    return
+  }
+
   let server: Awaited<ReturnType<typeof startServer>>
   try {
     server = await startServer(config, logger)

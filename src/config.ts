@@ -24,6 +24,10 @@ export interface Config {
   maxBatchSize: number
   batchDelayMs: number
   maxQueued: number
+  /** Commit batches on a worker thread, so that an fsync never blocks the event loop. */
+  commitThread: boolean
+  /** Processes that terminate TLS, each with its own writer into the one database. */
+  workers: number
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -68,6 +72,14 @@ export const OPTIONS = {
   'queue-max': {
     env: 'QUEUE_MAX',
     help: 'max logins waiting to commit before 503 (default 10000)',
+  },
+  'commit-thread': {
+    env: 'COMMIT_THREAD',
+    help: 'commit batches on a worker thread: on or off (default on)',
+  },
+  workers: {
+    env: 'WORKERS',
+    help: 'server processes sharing the port and the database (default 1)',
   },
 } as const
 
@@ -166,6 +178,13 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     )
   }
 
+  const commitThread = (value('commit-thread') ?? 'on').toLowerCase()
+  if (commitThread !== 'on' && commitThread !== 'off') {
+    throw new ConfigError(
+      `invalid COMMIT_THREAD ${JSON.stringify(commitThread)}: expected on or off`,
+    )
+  }
+
   return {
     host: value('host') ?? '127.0.0.1',
     port: parseInteger('port', value('port') ?? '8443', 0, 65_535),
@@ -182,6 +201,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     maxBatchSize: parseInteger('batch-size', value('batch-size') ?? '1000', 1, 100_000),
     batchDelayMs: parseInteger('batch-delay-ms', value('batch-delay-ms') ?? '0', 0, 1000),
     maxQueued: parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000),
+    commitThread: commitThread === 'on',
+    workers: parseInteger('workers', value('workers') ?? '1', 1, 256),
     warnings,
   }
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from './app.js'
+import { type CommitThread, startCommitThread } from './commit-thread.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { ensureDevCertificates } from './dev-certs.js'
 import { openSqliteStore } from './sqlite-store.js'
@@ -32,6 +33,11 @@ function resolveTokens(config: Config, logger: Logger): TokenSet {
   return tokens
 }
 
+// Several server processes (WORKERS) write into one database, so a batch can
+// find the write lock taken for longer than the busy timeout; it is then tried
+// again, on the commit thread, instead of failing its logins with a 503.
+const BUSY_RETRIES = 5
+
 /** Starts the HTTPS server described by `config` and returns once it listens. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
   for (const warning of config.warnings) {
@@ -57,9 +63,27 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
 
   const tokens = createTokenVerifier(resolveTokens(config, logger))
+  // This connection migrates the schema and serves the reads; with the
+  // commit thread on, the thread's own connection does every write.
   const store = openSqliteStore({ path: config.dbPath, synchronous: config.synchronous })
+  let commitThread: CommitThread | undefined
+  try {
+    commitThread = config.commitThread
+      ? await startCommitThread({
+          path: config.dbPath,
+          synchronous: config.synchronous,
+          busyRetries: BUSY_RETRIES,
+        })
+      : undefined
+  } catch (error) {
+    store.close()
+    throw error
+  }
   const queue = createWriteQueue({
-    commit: (logins) => store.commitBatch(logins),
+    commit:
+      commitThread === undefined
+        ? (logins) => store.commitBatch(logins)
+        : (logins) => (commitThread as CommitThread).commit(logins),
     maxBatchSize: config.maxBatchSize,
     batchDelayMs: config.batchDelayMs,
     maxQueued: config.maxQueued,
@@ -71,6 +95,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls) })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    await commitThread?.close()
     store.close()
     throw error
   }
@@ -86,6 +111,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       tokenFile: config.ingestTokens.length > 0 ? null : config.tokenFilePath,
       database: config.dbPath,
       synchronous: config.synchronous,
+      commitThread: config.commitThread,
       certificateDaysToExpiry: tls.daysToExpiry,
     },
     'server listening',
@@ -99,6 +125,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       closing ??= (async () => {
         await app.close()
         await queue.close()
+        await commitThread?.close()
         store.checkpoint()
         store.close()
         logger.info({ committedLogins: queue.stats().committedLogins }, 'server stopped')
