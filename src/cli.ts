@@ -3,7 +3,7 @@ import cluster from 'node:cluster'
 import { runPrimary } from './cluster.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
-import { startServer } from './server.js'
+import type { RunningServer } from './server.js'
 
 // Seconds a second signal or a stuck shutdown waits before the process exits anyway.
 const SHUTDOWN_TIMEOUT_MS = 10_000
@@ -30,8 +30,11 @@ async function start(argv: string[]): Promise<void> {
     return
   }
 
-  let server: Awaited<ReturnType<typeof startServer>>
+  let server: RunningServer
   try {
+    // Imported here so that the primary of WORKERS=N, which only forks,
+    // does not load Fastify and the rest of the server into its memory.
+    const { startServer } = await import('./server.js')
     server = await startServer(config, logger)
   } catch (error) {
     if (error instanceof ConfigError) {

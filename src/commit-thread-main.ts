@@ -1,6 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads'
-import type { CommitReply, CommitThreadOptions } from './commit-thread.js'
-import type { Login } from './login.js'
+import {
+  type CommitReply,
+  type CommitRequest,
+  type CommitThreadOptions,
+  decodeBatch,
+} from './commit-thread.js'
 import { createSqliteStore, openDatabase, toStorageError } from './sqlite-store.js'
 
 // The body of the commit thread started by commit-thread.ts: it owns one
@@ -14,7 +18,7 @@ if (port === null) {
 
 const store = createSqliteStore(openDatabase(options), { busyRetries: options.busyRetries ?? 0 })
 
-port.on('message', (message: { id: number; logins: Login[] } | 'close') => {
+port.on('message', (message: CommitRequest | 'close') => {
   if (message === 'close') {
     store.checkpoint()
     store.close()
@@ -24,7 +28,11 @@ port.on('message', (message: { id: number; logins: Login[] } | 'close') => {
 
   let reply: CommitReply
   try {
-    reply = { id: message.id, outcomes: store.commitBatch(message.logins) }
+    const outcomes = store.commitBatch(decodeBatch(message))
+    reply = {
+      id: message.id,
+      stored: Uint8Array.from(outcomes, (outcome) => (outcome === 'stored' ? 1 : 0)),
+    }
   } catch (error) {
     const storageError = toStorageError(error)
     const cause = storageError.cause as { message?: unknown; code?: unknown } | undefined

@@ -9,9 +9,22 @@ export interface CommitThreadOptions extends SqliteStoreOptions {
   busyRetries?: number
 }
 
-/** What the thread sends back for one batch. */
+/**
+ * One batch as sent to the thread. Structured cloning an array of login
+ * objects cost more than anything else on the way to the thread, so the ids
+ * travel as two strings joined by NUL (validated ids never contain one) and
+ * the instants as one typed array.
+ */
+export interface CommitRequest {
+  id: number
+  accountIds: string
+  userIds: string
+  timestamps: BigInt64Array
+}
+
+/** What the thread sends back for one batch: per login, 1 when stored and 0 for a duplicate. */
 export type CommitReply =
-  | { id: number; outcomes: LoginOutcome[] }
+  | { id: number; stored: Uint8Array }
   | {
       id: number
       error: {
@@ -32,6 +45,36 @@ export interface CommitThread {
 interface Pending {
   resolve: (outcomes: LoginOutcome[]) => void
   reject: (error: AppError) => void
+}
+
+/** Packs a batch for the thread; undefined when an id contains the NUL separator. */
+function encodeBatch(id: number, logins: readonly Login[]): CommitRequest | undefined {
+  const accountIds: string[] = new Array(logins.length)
+  const userIds: string[] = new Array(logins.length)
+  const timestamps = new BigInt64Array(logins.length)
+  for (let index = 0; index < logins.length; index++) {
+    const login = logins[index] as Login
+    if (login.accountId.includes('\0') || login.userId.includes('\0')) {
+      return undefined
+    }
+    accountIds[index] = login.accountId
+    userIds[index] = login.userId
+    timestamps[index] = login.timestampNs
+  }
+
+  return { id, accountIds: accountIds.join('\0'), userIds: userIds.join('\0'), timestamps }
+}
+
+/** Unpacks a batch packed by encodeBatch. */
+export function decodeBatch(request: CommitRequest): Login[] {
+  const accountIds = request.accountIds.split('\0')
+  const userIds = request.userIds.split('\0')
+
+  return Array.from(request.timestamps, (timestampNs, index) => ({
+    accountId: accountIds[index] as string,
+    userId: userIds[index] as string,
+    timestampNs,
+  }))
 }
 
 function threadFailed(cause: unknown): AppError {
@@ -80,8 +123,10 @@ export async function startCommitThread(options: CommitThreadOptions): Promise<C
   worker.on('message', (reply: CommitReply) => {
     const request = pending.get(reply.id)
     pending.delete(reply.id)
-    if ('outcomes' in reply) {
-      request?.resolve(reply.outcomes)
+    if ('stored' in reply) {
+      request?.resolve(
+        Array.from(reply.stored, (stored) => (stored === 1 ? 'stored' : 'duplicate')),
+      )
     } else {
       request?.reject(toAppError(reply.error))
     }
@@ -100,10 +145,16 @@ export async function startCommitThread(options: CommitThreadOptions): Promise<C
         return Promise.reject(threadFailed(exited))
       }
 
-      const id = nextId++
+      const request = encodeBatch(nextId++, logins)
+      if (request === undefined) {
+        return Promise.reject(
+          new AppError('IOTM_ERR_STORAGE_FAILED', 'an account or user id contains a NUL character'),
+        )
+      }
+
       return new Promise<LoginOutcome[]>((resolve, reject) => {
-        pending.set(id, { resolve, reject })
-        worker.postMessage({ id, logins })
+        pending.set(request.id, { resolve, reject })
+        worker.postMessage(request)
       })
     },
 
