@@ -18,7 +18,7 @@ import { measureStorage, type StorageResult } from './bench/storage.js'
 // from another (bench/load.js); targets run interleaved, round after round.
 
 const HELP = `Usage: npm run bench -- [options]
-  --seconds N      duration of each load run (default 5)
+  --seconds N      duration of each load run in seconds (default 4)
   --rounds N       rounds of every run, interleaved (default 3)
   --size-at N      logins at which bytes on disk are measured (default 1000000)
   --queries-at N   logins at which query latency is measured (default 10000000)
@@ -30,7 +30,7 @@ const HELP = `Usage: npm run bench -- [options]
 
 const { values: flags } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '4' },
     rounds: { type: 'string', default: '3' },
     'size-at': { type: 'string', default: '1000000' },
     'queries-at': { type: 'string', default: '10000000' },

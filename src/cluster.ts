@@ -2,7 +2,6 @@ import cluster, { type Worker } from 'node:cluster'
 import type { Logger } from 'pino'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { ensureDevCertificates } from './dev-certs.js'
-import { openDatabase } from './sqlite-store.js'
 import { loadOrCreateTokenFile } from './tokens.js'
 
 // A worker that exits on its own within this time of its start is not
@@ -11,8 +10,7 @@ const MIN_WORKER_LIFETIME_MS = 5_000
 
 /**
  * Runs the primary process of `--workers N`: it prepares what the workers
- * would otherwise race to create (dev certificates, the token file, the
- * schema), forks N workers that each run the full server on the shared
+ * would otherwise race to create (dev certificates, the token file), forks N workers that each run the full server on the shared
  * port, restarts a worker that dies, and on SIGINT or SIGTERM stops every
  * worker (each drains its own queue) and exits 0 once all have exited 0.
  */
@@ -23,7 +21,9 @@ export function runPrimary(config: Config, logger: Logger): void {
   if (config.ingestTokens.length === 0) {
     loadOrCreateTokenFile(config.tokenFilePath)
   }
-  openDatabase({ path: config.dbPath, synchronous: config.synchronous }).close()
+  // The schema is left to the workers: each migrates in one IMMEDIATE
+  // transaction that reads the version inside it, so the second finds the
+  // first one's work done. The primary stays free of SQLite's memory.
 
   let stopping = false
   let failed = false

@@ -16,7 +16,11 @@ if (port === null) {
   throw new Error('commit-thread-main must run as a worker thread')
 }
 
-const store = createSqliteStore(openDatabase(options), { busyRetries: options.busyRetries ?? 0 })
+const db = openDatabase(options)
+if (options.busyRetryDelayMs !== undefined) {
+  db.pragma('busy_timeout = 0')
+}
+const store = createSqliteStore(db, options)
 
 port.on('message', (message: CommitRequest | 'close') => {
   if (message === 'close') {

@@ -2,12 +2,14 @@ import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import { AppError, type ErrorCode } from './errors.js'
 import type { Login, LoginOutcome } from './login.js'
-import type { SqliteStoreOptions } from './sqlite-store.js'
+import type { SqliteStoreBehaviour, SqliteStoreOptions } from './sqlite-store.js'
 
-/** Options of the commit thread: the connection and how often a busy batch is retried. */
-export interface CommitThreadOptions extends SqliteStoreOptions {
-  busyRetries?: number
-}
+/**
+ * Options of the commit thread: the connection and how a busy batch is
+ * retried. With `busyRetryDelayMs`, the connection's busy timeout applies
+ * while it opens and migrates, and is 0 afterwards, the retries doing the waiting.
+ */
+export interface CommitThreadOptions extends SqliteStoreOptions, SqliteStoreBehaviour {}
 
 /**
  * One batch as sent to the thread. Structured cloning an array of login
@@ -105,6 +107,9 @@ function toAppError(reply: Extract<CommitReply, { error: unknown }>['error']): A
 export async function startCommitThread(options: CommitThreadOptions): Promise<CommitThread> {
   const worker = new Worker(new URL('./commit-thread-main.js', import.meta.url), {
     workerData: options,
+    // The thread holds a batch or two at a time; a small young generation
+    // keeps its share of the process's memory small.
+    resourceLimits: { maxYoungGenerationSizeMb: 4 },
   })
   const pending = new Map<number, Pending>()
   let nextId = 0

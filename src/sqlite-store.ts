@@ -137,7 +137,16 @@ export interface SqliteStoreBehaviour {
    * fails. Each try waits up to the busy timeout again.
    */
   busyRetries?: number
+  /**
+   * Sleep between those tries, in milliseconds (fractions allowed). With a
+   * busy timeout of 0, short sleeps hand the lock over sooner than SQLite's
+   * own busy handler, which backs off to sleeps of up to 100 ms.
+   */
+  busyRetryDelayMs?: number
 }
+
+// Atomics.wait on this array is a synchronous sleep that burns no CPU.
+const SLEEP = new Int32Array(new SharedArrayBuffer(4))
 
 // Account and device ids are cached so that a login of a known device costs
 // one INSERT and no lookups. Ids never change once committed, so a cached id
@@ -176,6 +185,7 @@ export function createSqliteStore(
   behaviour: SqliteStoreBehaviour = {},
 ): Store {
   const busyRetries = behaviour.busyRetries ?? 0
+  const busyRetryDelayMs = behaviour.busyRetryDelayMs ?? 0
 
   const selectAccountRef = db.prepare<[string], { id: number }>(
     'SELECT id FROM accounts WHERE external_id = ?',
@@ -403,6 +413,9 @@ export function createSqliteStore(
         } catch (error) {
           if (attempt >= busyRetries || !isBusy(error)) {
             throw toStorageError(error)
+          }
+          if (busyRetryDelayMs > 0) {
+            Atomics.wait(SLEEP, 0, 0, busyRetryDelayMs)
           }
         }
       }

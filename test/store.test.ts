@@ -117,7 +117,7 @@ function holdWriteLock(path: string, ms: number): Promise<void> {
 test('commit thread retries a batch the lock kept busy', async (t) => {
   const path = join(tempDir(t), 'metrics.db')
   openSqliteStore({ path }).close()
-  const thread = await startCommitThread({ path, busyTimeoutMs: 20, busyRetries: 50 })
+  const thread = await startCommitThread({ path, busyRetries: 10_000, busyRetryDelayMs: 0.25 })
   t.after(() => thread.close())
 
   const released = holdWriteLock(path, 150)

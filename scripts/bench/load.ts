@@ -90,7 +90,11 @@ function oneLogin(
     let reply = ''
     socket.setEncoding('utf8')
     socket.on('session', onSession)
-    socket.once('secureConnect', () => socket.write(request))
+    let resumed = false
+    socket.once('secureConnect', () => {
+      resumed = socket.isSessionReused()
+      socket.write(request)
+    })
     socket.on('data', (chunk: string) => {
       reply += chunk
     })
@@ -99,7 +103,7 @@ function oneLogin(
       resolve({ status: 0, resumed: false })
     })
     socket.once('close', () => {
-      resolve({ status: Number(reply.slice(9, 12)) || 0, resumed: socket.isSessionReused() })
+      resolve({ status: Number(reply.slice(9, 12)) || 0, resumed })
     })
   })
 }
