@@ -252,7 +252,7 @@ async function waitUntilHealthy(port: number, ca: Buffer, child: ChildProcess): 
   throw new Error(`the server on port ${port} was not ready within 30 s`)
 }
 
-/** The server process and its children (the workers of WORKERS=N). */
+/** Lists the server process and its children (the workers of WORKERS=N). */
 function processTree(pid: number): number[] {
   try {
     const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()

@@ -9,10 +9,11 @@ import { loadOrCreateTokenFile } from './tokens.js'
 const MIN_WORKER_LIFETIME_MS = 5_000
 
 /**
- * Runs the primary process of `--workers N`: it prepares what the workers
- * would otherwise race to create (dev certificates, the token file), forks N workers that each run the full server on the shared
- * port, restarts a worker that dies, and on SIGINT or SIGTERM stops every
- * worker (each drains its own queue) and exits 0 once all have exited 0.
+ * Runs the primary process of `--workers N`. It first creates what the
+ * workers would otherwise race to create (dev certificates, the token file),
+ * then forks N workers that each run the full server on the shared port, and
+ * restarts a worker that dies. On SIGINT or SIGTERM it stops every worker
+ * (each drains its own queue) and exits 0 once all have exited 0.
  */
 export function runPrimary(config: Config, logger: Logger): void {
   if (config.usesDefaultCertificates) {

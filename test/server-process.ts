@@ -105,7 +105,10 @@ export interface RawReply {
 export async function rawRequest(server: ServerProcess, requestText: string): Promise<RawReply> {
   const socket = connect({ host: '127.0.0.1', port: server.port, ca: server.ca })
   await once(socket, 'secureConnect')
-  socket.end(requestText)
+  // write, not end: Node's HTTP server aborts a request whose client
+  // half-closed before the reply, and a reply that waits for a commit comes
+  // after that. The requests carry `Connection: close`, so the server ends.
+  socket.write(requestText)
 
   const chunks: Buffer[] = []
   for await (const chunk of socket) {
