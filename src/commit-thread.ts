@@ -136,8 +136,15 @@ export async function startCommitThread(options: CommitThreadOptions): Promise<C
       request?.reject(toAppError(reply.error))
     }
   })
+  // An uncaught error in the thread (an out-of-memory, a bug) ends it. Without
+  // this listener the error would also end the process; with it, the batches
+  // in flight and every later one fail with a storage error (503).
+  let crash: unknown
+  worker.on('error', (error) => {
+    crash = error
+  })
   worker.on('exit', (code) => {
-    exited = new Error(`the commit thread exited with code ${code}`)
+    exited = new Error(`the commit thread exited with code ${code}`, { cause: crash })
     for (const request of pending.values()) {
       request.reject(threadFailed(exited))
     }
