@@ -139,6 +139,8 @@ export async function startCommitThread(options: CommitThreadOptions): Promise<C
   // An uncaught error in the thread (an out-of-memory, a bug) ends it. Without
   // this listener the error would also end the process; with it, the batches
   // in flight and every later one fail with a storage error (503).
+  // NOTE: a dead thread is not restarted, so the server answers 503 to every
+  // login until it is restarted.
   let crash: unknown
   worker.on('error', (error) => {
     crash = error
