@@ -1,10 +1,12 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster'
 import { runBackupCommand } from './backup-command.js'
+import { runPrimary } from './cluster.js'
 import { AdminCommandError, runAdminCommand } from './commands/admin.js'
 import { runTokensCommand } from './commands/tokens.js'
 import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
-import { startServer } from './server.js'
+import type { RunningServer } from './server.js'
 
 // Seconds a second signal or a stuck shutdown waits before the process exits anyway.
 const SHUTDOWN_TIMEOUT_MS = 10_000
@@ -26,8 +28,16 @@ async function start(argv: string[]): Promise<void> {
   }
 
   const logger = createLogger(config.logLevel)
-  let server: Awaited<ReturnType<typeof startServer>>
+  if (config.workers > 1 && cluster.isPrimary) {
+    runPrimary(config, logger)
+    return
+  }
+
+  let server: RunningServer
   try {
+    // Imported here so that the primary of WORKERS=N, which only forks,
+    // does not load Fastify and the rest of the server into its memory.
+    const { startServer } = await import('./server.js')
     server = await startServer(config, logger)
   } catch (error) {
     if (error instanceof ConfigError) {

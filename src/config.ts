@@ -49,6 +49,10 @@ export interface Config {
   metricsPort: number | undefined
   /** Logins older than this many milliseconds are deleted; undefined keeps every login. */
   retentionMs: number | undefined
+  /** Commit batches on a worker thread, so that an fsync never blocks the event loop. */
+  commitThread: boolean
+  /** Processes that terminate TLS, each with its own writer into the one database. */
+  workers: number
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
 }
@@ -141,6 +145,14 @@ export const OPTIONS = {
   retention: {
     env: 'RETENTION',
     help: 'delete logins older than this, such as 90d or 12h (default: off, keep all)',
+  },
+  'commit-thread': {
+    env: 'COMMIT_THREAD',
+    help: 'commit batches on a worker thread: on or off (default off)',
+  },
+  workers: {
+    env: 'WORKERS',
+    help: 'server processes sharing the port and the database (default 1)',
   },
 } as const
 
@@ -300,6 +312,12 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     )
   }
   const metricsPort = value('metrics-port')
+  const commitThread = (value('commit-thread') ?? 'off').toLowerCase()
+  if (commitThread !== 'on' && commitThread !== 'off') {
+    throw new ConfigError(
+      `invalid COMMIT_THREAD ${JSON.stringify(commitThread)}: expected on or off`,
+    )
+  }
 
   return {
     host: value('host') ?? '127.0.0.1',
@@ -350,6 +368,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     metricsPort:
       metricsPort === undefined ? undefined : parseInteger('metrics-port', metricsPort, 0, 65_535),
     retentionMs: parseRetention(value('retention')),
+    commitThread: commitThread === 'on',
+    workers: parseInteger('workers', value('workers') ?? '1', 1, 256),
     warnings,
   }
 }

@@ -117,7 +117,9 @@ export function createLoginExporter(
 
     const deviceRef = selectDeviceRef.get(accountRef, query.userId)?.id
 
-    return deviceRef === undefined ? undefined : { ...parameters, device: deviceRef }
+    return deviceRef === undefined
+      ? undefined
+      : { ...parameters, account: accountRef, device: deviceRef }
   }
 
   return {

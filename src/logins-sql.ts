@@ -23,7 +23,8 @@ export function exportChunkSql(scope: ExportScope, afterPosition: boolean): stri
     conditions.push('l.account_ref = :account')
   }
   if (scope === 'device') {
-    conditions.push('l.device_ref = :device')
+    // The account filter lets SQLite walk the (account_ref, ts) index and keep the device's rows.
+    conditions.push('l.account_ref = :account', 'l.device_ref = :device')
   }
   if (afterPosition) {
     conditions.push('(l.ts, l.device_ref) < (:ts, :deviceKey)')
@@ -48,22 +49,28 @@ export const SELECT_EXPIRED_LOGINS = `
 export const DELETE_LOGIN = 'DELETE FROM logins WHERE device_ref = ? AND ts = ?'
 
 // After deleting a device's oldest logins, its first login is the oldest one
-// left; NULL means none is left and the device row goes too.
+// left. A device with none left keeps its row with zero logins and no first or
+// last login: the store caches device ids and counts such a device as new
+// when it logs in again, so rows are never deleted. The account filter lets
+// SQLite use the (account_ref, ts) index.
 export const SUBTRACT_DEVICE_LOGINS = `
   UPDATE devices
   SET logins = logins - :deleted,
-      first_login = (SELECT min(ts) FROM logins WHERE device_ref = :device)
+      first_login = (
+        SELECT min(ts) FROM logins WHERE account_ref = :account AND device_ref = :device
+      ),
+      last_login = CASE WHEN logins - :deleted > 0 THEN last_login END
   WHERE id = :device
-  RETURNING first_login
+  RETURNING logins
 `
-export const DELETE_DEVICE = 'DELETE FROM devices WHERE id = ?'
 
+// Accounts likewise keep their row; one with zero logins reads as unknown.
 export const SUBTRACT_ACCOUNT_LOGINS = `
   UPDATE accounts
   SET logins = logins - :deleted,
       devices = devices - :devicesRemoved,
-      first_login = (SELECT min(ts) FROM logins WHERE account_ref = :account)
+      first_login = (SELECT min(ts) FROM logins WHERE account_ref = :account),
+      last_login = CASE WHEN logins - :deleted > 0 THEN last_login END
   WHERE id = :account
-  RETURNING first_login
+  RETURNING logins
 `
-export const DELETE_ACCOUNT = 'DELETE FROM accounts WHERE id = ?'

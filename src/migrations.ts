@@ -32,17 +32,23 @@ const MIGRATIONS: readonly Migration[] = [
         UNIQUE (account_ref, external_id)
       );
 
-      -- One row per distinct (device, instant): the primary key is what makes
-      -- a client retry a duplicate instead of a second login.
+      -- One row per distinct (device, instant). A device belongs to one
+      -- account, so the key (ts, device_ref) is unique exactly when
+      -- (device_ref, ts) is: a client retry is a duplicate, not a second
+      -- login. Keyed by time first, rows arrive near the end of the tree and
+      -- pages fill up, and the key itself serves the unfiltered listing.
+      -- The one index serves everything scoped to an account or a device;
+      -- with the key columns SQLite appends, it is (account_ref, ts,
+      -- device_ref). About 43 bytes per login in all, where a third index on
+      -- (device_ref, ts) would add about 18.
       CREATE TABLE logins (
-        device_ref INTEGER NOT NULL,
         ts INTEGER NOT NULL,
+        device_ref INTEGER NOT NULL,
         account_ref INTEGER NOT NULL,
-        PRIMARY KEY (device_ref, ts)
+        PRIMARY KEY (ts, device_ref)
       ) WITHOUT ROWID;
 
       CREATE INDEX logins_by_account_time ON logins (account_ref, ts);
-      CREATE INDEX logins_by_time ON logins (ts);
     `,
   },
   {

@@ -3,8 +3,6 @@ import type Database from 'better-sqlite3'
 import type { Logger } from 'pino'
 import { type LoginsExpiredEvent, loginsExpired } from './events.js'
 import {
-  DELETE_ACCOUNT,
-  DELETE_DEVICE,
   DELETE_LOGIN,
   SELECT_EXPIRED_LOGINS,
   SUBTRACT_ACCOUNT_LOGINS,
@@ -14,9 +12,10 @@ import {
 // Retention deletes logins whose timestamp is older than the retention
 // period, and keeps the summaries describing the logins that are kept. A
 // device's and an account's login count and first login drop with the
-// deleted logins. A device with no login left is removed and no longer
-// counted in its account's devices, and an account with no login left is
-// removed too. A device that logs in again later is counted as new.
+// deleted logins. A device with no login left is no longer counted in its
+// account's devices, and an account with no login left reads as unknown
+// (404). Their rows stay, with zero logins, because the store caches their
+// ids. A device that logs in again later is counted as new.
 
 export interface RetentionOptions {
   db: Database.Database
@@ -92,19 +91,17 @@ export function createRetention(options: RetentionOptions): Retention {
   const selectExpired = db.prepare<Record<string, unknown>, ExpiredRow>(SELECT_EXPIRED_LOGINS)
   selectExpired.safeIntegers(true)
   const deleteLogin = db.prepare<[number, bigint]>(DELETE_LOGIN)
-  const subtractDevice = db.prepare<Record<string, unknown>, { first_login: bigint | null }>(
+  const subtractDevice = db.prepare<Record<string, unknown>, { logins: number }>(
     SUBTRACT_DEVICE_LOGINS,
   )
-  const deleteDevice = db.prepare<[number]>(DELETE_DEVICE)
-  const subtractAccount = db.prepare<Record<string, unknown>, { first_login: bigint | null }>(
+  const subtractAccount = db.prepare<Record<string, unknown>, { logins: number }>(
     SUBTRACT_ACCOUNT_LOGINS,
   )
-  const deleteAccount = db.prepare<[number]>(DELETE_ACCOUNT)
 
   const deleteChunk = db.transaction((cutoffNs: bigint, chunkSize: number): ChunkResult => {
     const rows = selectExpired.all({ cutoff: cutoffNs, limit: chunkSize })
 
-    // Deleted logins per device, and per account the deleted logins and removed devices.
+    // Deleted logins per device, and per account the deleted logins and emptied devices.
     const perDevice = new Map<number, { account: number; deleted: number }>()
     const perAccount = new Map<number, { deleted: number; devicesRemoved: number }>()
     for (const row of rows) {
@@ -118,11 +115,10 @@ export function createRetention(options: RetentionOptions): Retention {
 
     let devicesRemoved = 0
     for (const [device, { account, deleted }] of perDevice) {
-      const left = subtractDevice.get({ device, deleted })
+      const left = subtractDevice.get({ device, account, deleted })
       const accountEntry = perAccount.get(account) ?? { deleted: 0, devicesRemoved: 0 }
       accountEntry.deleted += deleted
-      if (left?.first_login === null) {
-        deleteDevice.run(device)
+      if (left?.logins === 0) {
         accountEntry.devicesRemoved++
         devicesRemoved++
       }
@@ -132,8 +128,7 @@ export function createRetention(options: RetentionOptions): Retention {
     let accountsRemoved = 0
     for (const [account, entry] of perAccount) {
       const left = subtractAccount.get({ account, ...entry })
-      if (left?.first_login === null) {
-        deleteAccount.run(account)
+      if (left?.logins === 0) {
         accountsRemoved++
       }
     }

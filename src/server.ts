@@ -2,6 +2,7 @@ import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { buildApp } from './app.js'
+import { type CommitThread, startCommitThread } from './commit-thread.js'
 import { type Config, ConfigError, DEFAULT_CERT_DIR } from './config.js'
 import { createDashboard } from './dashboard/index.js'
 import { ensureDevCertificates } from './dev-certs.js'
@@ -52,6 +53,14 @@ function resolveTokens(config: Config, logger: Logger): TokenSet {
   return tokens
 }
 
+// Several server processes (WORKERS) write into one database, so a batch can
+// find the write lock taken. The commit thread then tries again every quarter
+// millisecond for about 5 s before it fails the batch's logins with a 503.
+// SQLite's own busy handler would back off to sleeps of up to 100 ms, which
+// showed as p99 latencies of half a second with two workers.
+const BUSY_RETRY_DELAY_MS = 0.25
+const BUSY_RETRIES = 20_000
+
 /** Starts the HTTPS server described by `config` and returns once it listens. */
 export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
   for (const warning of config.warnings) {
@@ -68,12 +77,32 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const clientCa = config.clientCaPath === undefined ? undefined : loadClientCa(config.clientCaPath)
 
   const configuredTokens = resolveTokens(config, logger)
+  // This connection migrates the schema and serves the reads and the other
+  // stores; with the commit thread on, the thread's own connection writes
+  // every login.
   const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
   const store = createSqliteStore(db)
+  let commitThread: CommitThread | undefined
+  try {
+    commitThread = config.commitThread
+      ? await startCommitThread({
+          path: config.dbPath,
+          synchronous: config.synchronous,
+          busyRetries: BUSY_RETRIES,
+          busyRetryDelayMs: BUSY_RETRY_DELAY_MS,
+        })
+      : undefined
+  } catch (error) {
+    store.close()
+    throw error
+  }
   const managedTokens = createManagedTokenCache({ db, store: createTokenStore(db), logger })
   const tokens = createTokenVerifier(configuredTokens, managedTokens)
   const queue = createWriteQueue({
-    commit: (logins) => store.commitBatch(logins),
+    commit:
+      commitThread === undefined
+        ? (logins) => store.commitBatch(logins)
+        : (logins) => (commitThread as CommitThread).commit(logins),
     maxBatchSize: config.maxBatchSize,
     batchDelayMs: config.batchDelayMs,
     maxQueued: config.maxQueued,
@@ -112,6 +141,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   } catch (error) {
     await operations?.close()
     managedTokens.close()
+    await commitThread?.close()
     store.close()
     throw error
   }
@@ -138,6 +168,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       tokenFile: config.ingestTokens.length > 0 ? null : config.tokenFilePath,
       database: config.dbPath,
       synchronous: config.synchronous,
+      commitThread: config.commitThread,
       certificateDaysToExpiry: tls.daysToExpiry,
       clientCa: config.clientCaPath ?? null,
     },
@@ -158,6 +189,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await operations.close()
         await queue.close()
         managedTokens.close()
+        await commitThread?.close()
         store.checkpoint()
         store.close()
         logger.info({ committedLogins: queue.stats().committedLogins }, 'server stopped')

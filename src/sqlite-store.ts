@@ -77,6 +77,12 @@ export function toStorageError(error: unknown): AppError {
   return new AppError('IOTM_ERR_STORAGE_FAILED', 'storing the login failed; retry shortly', options)
 }
 
+function isBusy(error: unknown): boolean {
+  const code = String((error as { code?: unknown } | null)?.code ?? '')
+
+  return code.startsWith('SQLITE_BUSY')
+}
+
 function toAccountSummary(row: SummaryRow): AccountSummary {
   return {
     accountId: row.external_id,
@@ -123,8 +129,63 @@ export function openSqliteStore(options: SqliteStoreOptions): Store {
   return createSqliteStore(openDatabase(options))
 }
 
+/** Options of the store that do not belong to the connection. */
+export interface SqliteStoreBehaviour {
+  /**
+   * How many times a batch that failed with SQLITE_BUSY (another process held
+   * the write lock for longer than the busy timeout) is tried again before it
+   * fails. Each try waits up to the busy timeout again.
+   */
+  busyRetries?: number
+  /**
+   * Sleep between those tries, in milliseconds (fractions allowed). With a
+   * busy timeout of 0, short sleeps hand the lock over sooner than SQLite's
+   * own busy handler, which backs off to sleeps of up to 100 ms.
+   */
+  busyRetryDelayMs?: number
+}
+
+// Atomics.wait on this array is a synchronous sleep that burns no CPU.
+const SLEEP = new Int32Array(new SharedArrayBuffer(4))
+
+// Account and device ids are cached so that a login of a known device costs
+// one INSERT and no lookups. Ids never change once committed, so a cached id
+// stays valid for every connection; past this many devices the caches are
+// emptied and refilled from the database, which bounds their memory.
+const MAX_CACHED_DEVICES = 200_000
+
+/** Per-batch totals of one device or account, written with one UPDATE each. */
+interface BatchTotals {
+  logins: number
+  newDevices: number
+  first: bigint
+  last: bigint
+}
+
+function addToTotals(totals: Map<number, BatchTotals>, ref: number, ts: bigint) {
+  const entry = totals.get(ref)
+  if (entry === undefined) {
+    totals.set(ref, { logins: 1, newDevices: 0, first: ts, last: ts })
+    return
+  }
+
+  entry.logins++
+  if (ts < entry.first) {
+    entry.first = ts
+  }
+  if (ts > entry.last) {
+    entry.last = ts
+  }
+}
+
 /** Creates the login store over an open, migrated database; closing the store closes the database. */
-export function createSqliteStore(db: Database.Database): Store {
+export function createSqliteStore(
+  db: Database.Database,
+  behaviour: SqliteStoreBehaviour = {},
+): Store {
+  const busyRetries = behaviour.busyRetries ?? 0
+  const busyRetryDelayMs = behaviour.busyRetryDelayMs ?? 0
+
   const selectAccountRef = db.prepare<[string], { id: number }>(
     'SELECT id FROM accounts WHERE external_id = ?',
   )
@@ -137,46 +198,57 @@ export function createSqliteStore(db: Database.Database): Store {
   const insertDevice = db.prepare<[number, string], { id: number }>(
     'INSERT INTO devices (account_ref, external_id) VALUES (?, ?) RETURNING id',
   )
-  const insertLogin = db.prepare<[number, bigint, number]>(
-    'INSERT INTO logins (device_ref, ts, account_ref) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
+  const insertLogin = db.prepare<[bigint, number, number]>(
+    'INSERT INTO logins (ts, device_ref, account_ref) VALUES (?, ?, ?) ON CONFLICT DO NOTHING',
   )
-  const countDeviceLogin = db.prepare<[{ ts: bigint; device: number }]>(`
+  // min() and max() of SQL return NULL when an argument is NULL, hence coalesce
+  // for a device or account that has no login yet.
+  // RETURNING the count before the update tells whether the device had no
+  // stored login, so that it counts as a new device of its account: either
+  // its row was just created, or retention deleted all its earlier logins.
+  const countDeviceLogins = db.prepare<
+    [{ added: number; first: bigint; last: bigint; device: number }],
+    { previous: number }
+  >(`
     UPDATE devices
-    SET logins = logins + 1,
-        first_login = min(coalesce(first_login, @ts), @ts),
-        last_login = max(coalesce(last_login, @ts), @ts)
+    SET logins = logins + @added,
+        first_login = coalesce(min(first_login, @first), @first),
+        last_login = coalesce(max(last_login, @last), @last)
     WHERE id = @device
+    RETURNING logins - @added AS previous
   `)
-  const countAccountLogin = db.prepare<[{ ts: bigint; newDevice: number; account: number }]>(`
+  const countAccountLogins = db.prepare<[number, number, bigint, bigint, bigint, bigint, number]>(`
     UPDATE accounts
-    SET logins = logins + 1,
-        devices = devices + @newDevice,
-        first_login = min(coalesce(first_login, @ts), @ts),
-        last_login = max(coalesce(last_login, @ts), @ts)
-    WHERE id = @account
+    SET logins = logins + ?,
+        devices = devices + ?,
+        first_login = coalesce(min(first_login, ?), ?),
+        last_login = coalesce(max(last_login, ?), ?)
+    WHERE id = ?
   `)
 
   const selectAccount = db
     .prepare<[string], SummaryRow>(
-      'SELECT external_id, devices, logins, first_login, last_login FROM accounts WHERE external_id = ?',
+      'SELECT external_id, devices, logins, first_login, last_login FROM accounts WHERE external_id = ? AND logins > 0',
     )
     .safeIntegers(true)
   const selectAccountPage = db
     .prepare<[string, number], SummaryRow>(`
       SELECT external_id, devices, logins, first_login, last_login FROM accounts
-      WHERE external_id > ? ORDER BY external_id LIMIT ?
+      WHERE external_id > ? AND logins > 0 ORDER BY external_id LIMIT ?
     `)
     .safeIntegers(true)
   const selectDevicePage = db
     .prepare<[number, string, number], SummaryRow>(`
       SELECT external_id, 0 AS devices, logins, first_login, last_login FROM devices
-      WHERE account_ref = ? AND external_id > ? ORDER BY external_id LIMIT ?
+      WHERE account_ref = ? AND external_id > ? AND logins > 0 ORDER BY external_id LIMIT ?
     `)
     .safeIntegers(true)
 
   const loginStatements = new Map<string, Database.Statement<Record<string, unknown>, LoginRow>>()
 
   // One statement per combination of scope and cursor, prepared on first use.
+  // Unscoped listings walk the primary key (ts, device_ref); scoped ones the
+  // index (account_ref, ts, device_ref), a device scope filtering its rows.
   function loginStatement(scope: 'all' | 'account' | 'device', hasCursor: boolean) {
     const key = `${scope}:${hasCursor}`
     const cached = loginStatements.get(key)
@@ -185,7 +257,7 @@ export function createSqliteStore(db: Database.Database): Store {
     }
 
     const conditions = ['l.ts >= :since', 'l.ts <= :until']
-    if (scope === 'account') {
+    if (scope !== 'all') {
       conditions.push('l.account_ref = :account')
     }
     if (scope === 'device') {
@@ -213,38 +285,147 @@ export function createSqliteStore(db: Database.Database): Store {
     return statement
   }
 
-  function commitOne(login: Login): LoginOutcome {
-    const accountRef =
-      selectAccountRef.get(login.accountId)?.id ??
-      (insertAccount.get(login.accountId) as { id: number }).id
+  // Committed ids only: a batch that rolls back removes the ids it added.
+  const accountRefs = new Map<string, number>()
+  const deviceRefs = new Map<number, Map<string, number>>()
+  let cachedDevices = 0
+  let addedAccounts: string[] = []
+  let addedDevices: Array<[number, string]> = []
 
-    let newDevice = 0
-    let deviceRef = selectDeviceRef.get(accountRef, login.userId)?.id
-    if (deviceRef === undefined) {
-      deviceRef = (insertDevice.get(accountRef, login.userId) as { id: number }).id
-      newDevice = 1
+  function accountRefOf(accountId: string): number {
+    const cached = accountRefs.get(accountId)
+    if (cached !== undefined) {
+      return cached
     }
 
-    if (insertLogin.run(deviceRef, login.timestampNs, accountRef).changes === 0) {
-      return 'duplicate'
+    let ref = selectAccountRef.get(accountId)?.id
+    if (ref === undefined) {
+      ref = (insertAccount.get(accountId) as { id: number }).id
     }
+    accountRefs.set(accountId, ref)
+    addedAccounts.push(accountId)
 
-    countDeviceLogin.run({ ts: login.timestampNs, device: deviceRef })
-    countAccountLogin.run({ ts: login.timestampNs, newDevice, account: accountRef })
-
-    return 'stored'
+    return ref
   }
 
-  const commitAll = db.transaction((logins: readonly Login[]) => logins.map(commitOne))
+  /** Returns the device's id, creating its row when the account has no such device yet. */
+  function deviceRefOf(accountRef: number, userId: string): number {
+    let devices = deviceRefs.get(accountRef)
+    const cached = devices?.get(userId)
+    if (cached !== undefined) {
+      return cached
+    }
+
+    let ref = selectDeviceRef.get(accountRef, userId)?.id
+    if (ref === undefined) {
+      ref = (insertDevice.get(accountRef, userId) as { id: number }).id
+    }
+    if (devices === undefined) {
+      devices = new Map()
+      deviceRefs.set(accountRef, devices)
+    }
+    devices.set(userId, ref)
+    cachedDevices++
+    addedDevices.push([accountRef, userId])
+
+    return ref
+  }
+
+  function forgetAdded(): void {
+    for (const accountId of addedAccounts) {
+      accountRefs.delete(accountId)
+    }
+    for (const [accountRef, userId] of addedDevices) {
+      if (deviceRefs.get(accountRef)?.delete(userId) === true) {
+        cachedDevices--
+      }
+    }
+  }
+
+  const commitAll = db.transaction((logins: readonly Login[]): LoginOutcome[] => {
+    const deviceTotals = new Map<number, BatchTotals>()
+    const accountTotals = new Map<number, BatchTotals>()
+    const deviceAccounts = new Map<number, number>()
+    const outcomes: LoginOutcome[] = new Array(logins.length)
+
+    // Insert every login, remembering what each device and account gained.
+    for (let index = 0; index < logins.length; index++) {
+      const login = logins[index] as Login
+      const accountRef = accountRefOf(login.accountId)
+      const deviceRef = deviceRefOf(accountRef, login.userId)
+      const ts = login.timestampNs
+
+      if (insertLogin.run(ts, deviceRef, accountRef).changes === 0) {
+        outcomes[index] = 'duplicate'
+        continue
+      }
+      outcomes[index] = 'stored'
+      addToTotals(deviceTotals, deviceRef, ts)
+      addToTotals(accountTotals, accountRef, ts)
+      deviceAccounts.set(deviceRef, accountRef)
+    }
+
+    // Then one counter update per touched device and account. A device that
+    // had no stored login becomes one more device of its account.
+    for (const [ref, totals] of deviceTotals) {
+      const before = countDeviceLogins.get({
+        added: totals.logins,
+        first: totals.first,
+        last: totals.last,
+        device: ref,
+      })
+      if (before?.previous === 0) {
+        const accountTotal = accountTotals.get(deviceAccounts.get(ref) as number) as BatchTotals
+        accountTotal.newDevices++
+      }
+    }
+    for (const [ref, totals] of accountTotals) {
+      countAccountLogins.run(
+        totals.logins,
+        totals.newDevices,
+        totals.first,
+        totals.first,
+        totals.last,
+        totals.last,
+        ref,
+      )
+    }
+
+    return outcomes
+  })
+
+  function commitOnce(logins: readonly Login[]): LoginOutcome[] {
+    addedAccounts = []
+    addedDevices = []
+    try {
+      // IMMEDIATE takes the write lock up front, so a busy database fails
+      // the batch before any statement runs rather than halfway through.
+      return commitAll.immediate(logins)
+    } catch (error) {
+      forgetAdded()
+      throw error
+    } finally {
+      if (cachedDevices > MAX_CACHED_DEVICES) {
+        accountRefs.clear()
+        deviceRefs.clear()
+        cachedDevices = 0
+      }
+    }
+  }
 
   return {
     commitBatch(logins) {
-      try {
-        // IMMEDIATE takes the write lock up front, so a busy database fails
-        // the batch before any statement runs rather than halfway through.
-        return commitAll.immediate(logins)
-      } catch (error) {
-        throw toStorageError(error)
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return commitOnce(logins)
+        } catch (error) {
+          if (attempt >= busyRetries || !isBusy(error)) {
+            throw toStorageError(error)
+          }
+          if (busyRetryDelayMs > 0) {
+            Atomics.wait(SLEEP, 0, 0, busyRetryDelayMs)
+          }
+        }
       }
     },
 
@@ -261,8 +442,9 @@ export function createSqliteStore(db: Database.Database): Store {
     },
 
     listDevices(accountId, limit, afterUserId) {
+      // An account whose logins all expired is unknown, as in getAccount.
       const accountRef = selectAccountRef.get(accountId)?.id
-      if (accountRef === undefined) {
+      if (accountRef === undefined || selectAccount.get(accountId) === undefined) {
         return undefined
       }
 
@@ -307,7 +489,6 @@ export function createSqliteStore(db: Database.Database): Store {
         }
         scope = 'device'
         parameters.device = deviceRef
-        delete parameters.account
       }
     }
 

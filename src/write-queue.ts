@@ -9,8 +9,12 @@ import {
 import type { Login, LoginOutcome } from './login.js'
 
 export interface WriteQueueOptions {
-  /** Stores one batch in one transaction; see Store#commitBatch. */
-  commit: (logins: readonly Login[]) => LoginOutcome[]
+  /**
+   * Stores one batch in one transaction; see Store#commitBatch. It may return
+   * a promise (a commit on a worker thread): the queue then keeps one commit
+   * in flight and gathers the logins that arrive meanwhile into the next.
+   */
+  commit: (logins: readonly Login[]) => LoginOutcome[] | Promise<LoginOutcome[]>
   /** Maximum number of logins per transaction; one larger group still commits alone. */
   maxBatchSize: number
   /**
@@ -77,9 +81,11 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   // A conservative first guess until the first batch is measured.
   let drainRatePerSecond = 1000
   let onDrained: (() => void) | undefined
+  // True while an asynchronous commit runs; its completion schedules the next flush.
+  let committing = false
 
   function schedule(): void {
-    if (scheduled !== undefined) {
+    if (scheduled !== undefined || committing) {
       return
     }
 
@@ -114,10 +120,17 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     scheduled = undefined
     const batch = takeBatch()
 
-    if (batch.length > 0) {
-      commitBatch(batch)
+    const pending = batch.length > 0 ? commitBatch(batch) : undefined
+    if (pending !== undefined) {
+      committing = true
+      pending.then(afterFlush)
+      return
     }
+    afterFlush()
+  }
 
+  function afterFlush(): void {
+    committing = false
     if (groups.length > 0) {
       schedule()
     } else if (onDrained !== undefined) {
@@ -125,19 +138,37 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     }
   }
 
-  function commitBatch(batch: Group[]): void {
+  /** Commits one batch; returns a promise that settles after it when the commit is asynchronous. */
+  function commitBatch(batch: Group[]): Promise<void> | undefined {
     const logins =
       batch.length === 1 ? (batch[0] as Group).logins : batch.flatMap((group) => group.logins)
     const started = process.hrtime.bigint()
 
-    let outcomes: LoginOutcome[]
+    let result: LoginOutcome[] | Promise<LoginOutcome[]>
     try {
-      outcomes = commit(logins)
+      result = commit(logins)
     } catch (error) {
       failBatch(batch, logins.length, error, started)
-      return
+      return undefined
     }
 
+    if (Array.isArray(result)) {
+      finishBatch(batch, logins, result, started)
+      return undefined
+    }
+
+    return result.then(
+      (outcomes) => finishBatch(batch, logins, outcomes, started),
+      (error: unknown) => failBatch(batch, logins.length, error, started),
+    )
+  }
+
+  function finishBatch(
+    batch: Group[],
+    logins: readonly Login[],
+    outcomes: LoginOutcome[],
+    started: bigint,
+  ): void {
     const durationMs = elapsedMs(started)
     const rate = logins.length / Math.max(durationMs / 1000, 1e-6)
     drainRatePerSecond =
@@ -227,7 +258,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
 
     close() {
       closed = true
-      if (groups.length === 0) {
+      if (groups.length === 0 && !committing) {
         return Promise.resolve()
       }
 

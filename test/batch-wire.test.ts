@@ -13,6 +13,7 @@ import {
   readGeneratedTokens,
   type ServerProcess,
   startServerProcess,
+  waitForLogLines,
 } from './server-process.js'
 
 const ACCOUNT = 'gateway-wire-test'
@@ -190,9 +191,9 @@ test('gzip bombs over TLS get 413 and memory stays flat', async (t) => {
   assert.match(large.body.message, /larger than 1048576 bytes after decompression/)
   assert.equal(after.status, 201)
   assert.ok(rssGrowth < 32 * 1024 * 1024, `peak RSS grew by ${rssGrowth} bytes`)
-  const stops = server.output
-    .filter((line) => line.includes('stopped reading it'))
-    .map((line) => JSON.parse(line))
+  const stops = (
+    await waitForLogLines(server, (line) => line.includes('stopped reading it'), 2)
+  ).map((line) => JSON.parse(line))
   assert.equal(stops.length, 2)
   for (const stop of stops) {
     // zlib emits 16 KiB chunks: it stopped within a few chunks of the limit.

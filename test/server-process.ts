@@ -86,6 +86,26 @@ export async function startServerProcess(
   }
 }
 
+/**
+ * Waits until the server has written `count` log lines matching `match`,
+ * because the logger buffers stdout for up to 200 ms, and returns them.
+ */
+export async function waitForLogLines(
+  server: ServerProcess,
+  match: (line: string) => boolean,
+  count: number,
+  timeoutMs = 5000,
+): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs
+  let lines = server.output.filter(match)
+  while (lines.length < count && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    lines = server.output.filter(match)
+  }
+
+  return lines
+}
+
 /** Reads the tokens the server generated into data/tokens.env. */
 export function readGeneratedTokens(cwd: string): { ingest: string; read: string } {
   const text = readFileSync(join(cwd, 'data', 'tokens.env'), 'utf8')

@@ -95,7 +95,7 @@ export function createAccountView(
   `)
   const selectRecentDevices = db.prepare<[number, number], DeviceRow>(`
     SELECT external_id, logins, first_login, last_login FROM devices
-    WHERE account_ref = ? ORDER BY last_login DESC, external_id LIMIT ?
+    WHERE account_ref = ? AND logins > 0 ORDER BY last_login DESC, external_id LIMIT ?
   `)
   for (const statement of [selectAccount, searchAccounts, selectHourly, selectRecentDevices]) {
     statement.safeIntegers(true)
