@@ -2,12 +2,15 @@ import type { TlsOptions } from 'node:tls'
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify'
 import type { Logger } from 'pino'
 import { registerTokenCheck } from './auth.js'
+import type { ConnectionLimits } from './config.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
 import { type RequestRejectedEvent, requestRejected } from './events.js'
 import { registerJsonBodyParser } from './json-body.js'
+import type { Readiness } from './readiness.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
 import { registerQueryRoutes } from './routes/queries.js'
+import { registerReadinessRoute } from './routes/readiness.js'
 import type { Store } from './store.js'
 import type { TokenVerifier } from './tokens.js'
 import { createValidatorCompiler } from './validation.js'
@@ -27,6 +30,33 @@ export interface AppDependencies {
   logger: Logger
   /** TLS server options; without them the app serves plain HTTP, for `inject` in tests only. */
   https?: TlsOptions
+  /** Timeouts and the connection cap; the defaults of `parseConfig` when absent. */
+  limits?: ConnectionLimits
+  /** Reports whether the server can take logins now, for `GET /readyz`. */
+  readiness?: Readiness
+}
+
+const DEFAULT_LIMITS: ConnectionLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  // Longer than the 60 s idle timeout of common load balancers, so the
+  // server is not the side that closes a connection a client just reused.
+  keepAliveTimeoutMs: 72_000,
+  maxConnections: 10_000,
+}
+
+/**
+ * Adds the header deadline to the TLS options, because Node reads it only
+ * when the server is created. Node checks the deadlines of open connections
+ * every `connectionsCheckingInterval` ms (30 s by default), so the interval
+ * is shortened for the timeouts to fire close to their value.
+ */
+function withHeaderDeadline(https: TlsOptions, limits: ConnectionLimits): TlsOptions {
+  return {
+    ...https,
+    headersTimeout: limits.headersTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+  } as TlsOptions
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
@@ -35,20 +65,22 @@ const JSON_CONTENT_TYPE = 'application/json'
 
 /** Builds the Fastify application without listening; the caller owns the lifecycle. */
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  const limits = deps.limits ?? DEFAULT_LIMITS
   const app = Fastify({
     loggerInstance: deps.logger,
-    ...(deps.https === undefined ? {} : { https: deps.https }),
+    ...(deps.https === undefined ? {} : { https: withHeaderDeadline(deps.https, limits) }),
     bodyLimit: INGEST_BODY_LIMIT,
     // The onResponse hook below writes one line per request instead.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Longer than the 60 s idle timeout of common load balancers, so the
-    // server is not the side that closes a connection a client just reused.
-    keepAliveTimeout: 72_000,
-    requestTimeout: 30_000,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
     connectionTimeout: 30_000,
   }) as unknown as FastifyInstance
+  // Beyond the cap Node closes new connections at once, before the TLS
+  // handshake, so a flood of idle sockets cannot exhaust file descriptors.
+  app.server.maxConnections = limits.maxConnections
 
   app.decorateRequest('accountId', undefined)
   app.setValidatorCompiler(createValidatorCompiler())
@@ -95,6 +127,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   })
 
   registerHealthRoute(app)
+  if (deps.readiness !== undefined) {
+    registerReadinessRoute(app, deps.readiness)
+  }
   registerIngestRoute(app, deps.queue)
   registerQueryRoutes(app, deps.store)
 

@@ -45,6 +45,17 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX logins_by_time ON logins (ts);
     `,
   },
+  {
+    version: 7,
+    name: 'write probe for the readiness check',
+    // Always empty: the probe inserts and deletes one row in one transaction.
+    sql: `
+      CREATE TABLE write_probe (
+        id INTEGER PRIMARY KEY,
+        padding BLOB NOT NULL
+      );
+    `,
+  },
 ]
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { buildApp } from './app.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { ensureDevCertificates } from './dev-certs.js'
+import { createReadiness } from './readiness.js'
 import { openSqliteStore } from './sqlite-store.js'
 import { EXPIRY_WARNING_DAYS, loadTlsMaterial, tlsServerOptions } from './tls.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
@@ -57,7 +58,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   }
 
   const tokens = createTokenVerifier(resolveTokens(config, logger))
-  const store = openSqliteStore({ path: config.dbPath, synchronous: config.synchronous })
+  const store = openSqliteStore({
+    path: config.dbPath,
+    synchronous: config.synchronous,
+    busyTimeoutMs: config.busyTimeoutMs,
+  })
   const queue = createWriteQueue({
     commit: (logins) => store.commitBatch(logins),
     maxBatchSize: config.maxBatchSize,
@@ -66,11 +71,26 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     logger,
   })
 
+  const readiness = createReadiness({
+    queueStats: () => queue.stats(),
+    probeWrite: () => store.probeWrite(),
+    logger,
+  })
+
   let app: FastifyInstance
   try {
-    app = await buildApp({ store, queue, tokens, logger, https: tlsServerOptions(tls) })
+    app = await buildApp({
+      store,
+      queue,
+      tokens,
+      logger,
+      https: tlsServerOptions(tls),
+      limits: config.connectionLimits,
+      readiness,
+    })
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    readiness.close()
     store.close()
     throw error
   }
@@ -99,6 +119,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       closing ??= (async () => {
         await app.close()
         await queue.close()
+        readiness.close()
         store.checkpoint()
         store.close()
         logger.info({ committedLogins: queue.stats().committedLogins }, 'server stopped')
