@@ -16,14 +16,13 @@ async function waitFor(condition: () => boolean): Promise<void> {
 
 /** Makes every commit take at least `ms` milliseconds, like a slow disk. */
 function slowBy(ms: number) {
-  return (commit: (logins: readonly Login[]) => LoginOutcome[]) =>
-    (logins: readonly Login[]) => {
-      const until = performance.now() + ms
-      while (performance.now() < until) {
-        // Spin: the commit is synchronous, as better-sqlite3's is.
-      }
-      return commit(logins)
+  return (commit: (logins: readonly Login[]) => LoginOutcome[]) => (logins: readonly Login[]) => {
+    const until = performance.now() + ms
+    while (performance.now() < until) {
+      // Spin: the commit is synchronous, as better-sqlite3's is.
     }
+    return commit(logins)
+  }
 }
 
 test('full queue replies 503 with Retry-After and stores nothing', async (t) => {
@@ -82,10 +81,7 @@ test('readyz turns ready again once the queue drains', async (t) => {
   assert.deepEqual(drained.json(), { status: 'ready', reasons: [], queued: 0, max_queued: 2 })
 })
 
-async function retryAfterOfFullQueue(
-  t: TestContext,
-  commitMs: number,
-): Promise<number> {
+async function retryAfterOfFullQueue(t: TestContext, commitMs: number): Promise<number> {
   const maxQueued = 400
   const { queue } = await buildReliabilityApp(t, {
     maxQueued,

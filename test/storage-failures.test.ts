@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { fileURLToPath } from 'node:url'
 import { test } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import { buildReliabilityApp, hasLoginOf, postLogin } from './reliability-fixture.js'
 
 const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url))
