@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import type { Login, LoginOutcome } from '../src/login.js'
 import { createReadiness, type Readiness } from '../src/readiness.js'
-import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
+import { createSqliteStore, openDatabase, type SynchronousMode } from '../src/sqlite-store.js'
 import type { Store } from '../src/store.js'
 import { createTokenVerifier, generateToken } from '../src/tokens.js'
 import { createWriteQueue, type WriteQueue } from '../src/write-queue.js'
@@ -16,6 +16,7 @@ export interface ReliabilityAppOptions {
   maxBatchSize?: number
   batchDelayMs?: number
   busyTimeoutMs?: number
+  synchronous?: SynchronousMode
   /** Wraps the store's commit, for example to make it slower. */
   wrapCommit?: (
     commit: (logins: readonly Login[]) => LoginOutcome[],
@@ -47,7 +48,11 @@ export async function buildReliabilityApp(
   const dir = tempDir(t)
   const dbPath = join(dir, 'metrics.db')
   const { logger, lines } = captureLogger()
-  const db = openDatabase({ path: dbPath, busyTimeoutMs: options.busyTimeoutMs ?? 5000 })
+  const db = openDatabase({
+    path: dbPath,
+    busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+    synchronous: options.synchronous ?? 'FULL',
+  })
   const store = createSqliteStore(db)
   const commit = (logins: readonly Login[]) => store.commitBatch(logins)
   const queue = createWriteQueue({
