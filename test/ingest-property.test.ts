@@ -6,7 +6,7 @@ import { parseTimestamp } from '../src/timestamp.js'
 import { buildReliabilityApp } from './reliability-fixture.js'
 
 // About 10 s on a shared 2-core machine; raise it locally with PROPERTY_RUNS.
-const RUNS = Number(process.env.PROPERTY_RUNS ?? 15000)
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 10000)
 
 interface GeneratedRequest {
   contentType: string | undefined
