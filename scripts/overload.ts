@@ -24,6 +24,8 @@ const { values } = parseArgs({
     synchronous: { type: 'string', default: 'FULL' },
     // 1 makes every login its own fsync, like a slow disk, so the write queue becomes the bottleneck.
     'batch-size': { type: 'string', default: '1000' },
+    // For example --max-old-space-size=64, to tell a leak from V8 collecting garbage late.
+    'server-node-options': { type: 'string', default: '' },
   },
 })
 const durationMs = Number(values.duration) * 1000
@@ -85,6 +87,7 @@ const server = await startServerChild(dir, {
   MAX_CONNECTIONS: String(connections + 100),
   SQLITE_SYNCHRONOUS: String(values.synchronous),
   BATCH_SIZE: String(values['batch-size']),
+  NODE_OPTIONS: String(values['server-node-options']),
 }).catch(async (error: unknown) => {
   rmSync(dir, { recursive: true, force: true })
   throw error
@@ -96,7 +99,8 @@ try {
   const target = sustainable * factor
   const baselineKiB = memoryKiB(pid, 'VmRSS')
   process.stdout.write(
-    `batch size ${values['batch-size']}, queue max ${values['queue-max']}, synchronous=${values.synchronous}\n` +
+    `batch size ${values['batch-size']}, queue max ${values['queue-max']}, synchronous=${values.synchronous}, ` +
+      `server NODE_OPTIONS ${JSON.stringify(values['server-node-options'])}\n` +
       `sustainable rate ${Math.round(sustainable)} logins/s (64 clients, ${calibrationMs / 1000} s); ` +
       `offering ${Math.round(target)}/s for ${durationMs / 1000} s on ${connections} connections; ` +
       `server RSS ${Math.round(baselineKiB / 1024)} MiB\n`,

@@ -148,7 +148,11 @@ function logFailure(request: FastifyRequest, error: AppError): void {
   }
 
   const fields = { code: error.code, field: error.field, ip: request.ip }
-  if (error.statusCode >= 500) {
+  if (error.statusCode >= 500 && error.cause === undefined) {
+    // Load shedding (a full queue, a shutdown) has no cause to show, and a
+    // stack per rejected request would slow an overloaded server further.
+    request.log.warn(fields, error.message)
+  } else if (error.statusCode >= 500) {
     // The cause (a SqliteError, a bug) matters to the operator, never to the client.
     request.log.error({ ...fields, err: error.cause ?? error }, error.message)
   } else {

@@ -3,11 +3,15 @@ import type { Logger } from 'pino'
 import { buildApp } from './app.js'
 import { type Config, DEFAULT_CERT_DIR } from './config.js'
 import { ensureDevCertificates } from './dev-certs.js'
+import { trackInFlightRequests } from './in-flight.js'
 import { createReadiness } from './readiness.js'
 import { openSqliteStore } from './sqlite-store.js'
 import { EXPIRY_WARNING_DAYS, loadTlsMaterial, tlsServerOptions } from './tls.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
 import { createWriteQueue } from './write-queue.js'
+
+// How long shutdown waits for the replies to logins committed during the drain.
+const DRAIN_REPLY_TIMEOUT_MS = 5000
 
 export interface RunningServer {
   app: FastifyInstance
@@ -78,6 +82,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   })
 
   let app: FastifyInstance
+  let inFlight: ReturnType<typeof trackInFlightRequests>
   try {
     app = await buildApp({
       store,
@@ -88,6 +93,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       limits: config.connectionLimits,
       readiness,
     })
+    inFlight = trackInFlightRequests(app)
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
     readiness.close()
@@ -117,8 +123,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     url,
     close() {
       closing ??= (async () => {
-        await app.close()
+        // Close the queue first: it answers new logins 503 and commits the
+        // queued ones. Their replies are written before app.close(), which
+        // destroys connections whose reply is still pending.
         await queue.close()
+        await inFlight.settle(DRAIN_REPLY_TIMEOUT_MS)
+        await app.close()
         readiness.close()
         store.checkpoint()
         store.close()

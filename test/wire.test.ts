@@ -171,6 +171,7 @@ test('SIGTERM under load stores every acknowledged login and exits 0', async (t)
   const acknowledged: string[] = []
   // Logins answered 503 or whose connection the stopping server closed before answering.
   const refused: string[] = []
+  const errors = new Map<string, string>()
   const sends: Promise<void>[] = []
   for (let i = 0; i < 400; i++) {
     const userId = `device-${i}`
@@ -188,8 +189,9 @@ test('SIGTERM under load stores every acknowledged login and exits 0', async (t)
             refused.push(userId)
           }
         },
-        () => {
+        (error: Error) => {
           refused.push(userId)
+          errors.set(userId, error.message)
         },
       ),
     )
@@ -222,6 +224,10 @@ test('SIGTERM under load stores every acknowledged login and exits 0', async (t)
     assert.ok(stored.has(userId), `acknowledged ${userId} is stored`)
   }
   for (const userId of refused) {
-    assert.equal(stored.has(userId), false, `refused ${userId} is not stored`)
+    assert.equal(
+      stored.has(userId),
+      false,
+      `refused ${userId} is not stored: ${errors.get(userId)}`,
+    )
   }
 })

@@ -1,20 +1,20 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs'
 import { Agent, request as httpsRequest } from 'node:https'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const CLI = fileURLToPath(new URL('../../src/cli.js', import.meta.url))
 
-// Log lines kept for a failure report; the rest of the request log is dropped.
-const KEPT_LINES = 40
+// Bytes of the log shown in a failure report.
+const TAIL_BYTES = 4096
 
 export interface ServerChild {
   child: ChildProcess
   url: string
   ca: Buffer
-  /** The last lines the server wrote, for failure reports. */
+  /** The end of the server's log, for failure reports. */
   recentOutput(): string
   /** Sends a signal and resolves with the exit code, or null when killed by a signal. */
   stop(signal: NodeJS.Signals): Promise<number | null>
@@ -23,52 +23,52 @@ export interface ServerChild {
 /**
  * Starts `iot-metrics start` in `cwd` on a free port and resolves once it
  * listens. Its certificates and database live under `cwd`, so a second start
- * in the same folder reopens the same database.
+ * in the same folder reopens the same database. The server logs to
+ * `cwd/server.log`: a file never pushes back on the writer, where a pipe
+ * read by a busy load generator would hold the server's log lines in memory.
  */
 export async function startServerChild(
   cwd: string,
   env: Record<string, string>,
 ): Promise<ServerChild> {
+  const logPath = join(cwd, 'server.log')
+  const logStart = existsSync(logPath) ? statSync(logPath).size : 0
+  const logFd = openSync(logPath, 'a')
   const child = spawn(process.execPath, [CLI, 'start'], {
     cwd,
     env: { PATH: process.env.PATH ?? '', PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', logFd, logFd],
   })
-  const recent: string[] = []
+  closeSync(logFd)
   let exited = false
   child.once('exit', () => {
     exited = true
   })
+  const recentOutput = () => {
+    const text = readFileSync(logPath)
+    return text.subarray(Math.max(logStart, text.length - TAIL_BYTES)).toString()
+  }
 
   const url = await new Promise<string>((resolve, reject) => {
-    let buffered = ''
-    let listening = false
-    const onData = (chunk: Buffer) => {
-      buffered += chunk.toString()
-      const lines = buffered.split('\n')
-      buffered = lines.pop() ?? ''
-      recent.push(...lines)
-      recent.splice(0, Math.max(0, recent.length - KEPT_LINES))
-      if (!listening) {
-        const line = lines.find((text) => text.includes('"msg":"server listening"'))
-        if (line !== undefined) {
-          listening = true
-          resolve(JSON.parse(line).url)
-        }
+    const poll = setInterval(() => {
+      const text = readFileSync(logPath).subarray(logStart).toString()
+      const line = text.split('\n').find((entry) => entry.includes('"msg":"server listening"'))
+      if (line !== undefined) {
+        clearInterval(poll)
+        resolve(JSON.parse(line).url)
       }
-    }
-    child.stdout?.on('data', onData)
-    child.stderr?.on('data', onData)
-    child.once('exit', (code) =>
-      reject(new Error(`server exited with ${code} before listening:\n${recent.join('\n')}`)),
-    )
+    }, 20)
+    child.once('exit', (code) => {
+      clearInterval(poll)
+      reject(new Error(`server exited with ${code} before listening:\n${recentOutput()}`))
+    })
   })
 
   return {
     child,
     url,
     ca: readFileSync(join(cwd, 'certs', 'ca-cert.pem')),
-    recentOutput: () => recent.join('\n'),
+    recentOutput,
     async stop(signal) {
       if (exited) {
         return child.exitCode

@@ -1,0 +1,69 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+
+export interface InFlightRequests {
+  /**
+   * Resolves once every request in flight now has finished its reply or was
+   * aborted, or after `timeoutMs`; requests that arrive later are not waited for.
+   */
+  settle(timeoutMs: number): Promise<void>
+}
+
+/**
+ * Tracks the requests the app is handling. Shutdown needs it because Node's
+ * `server.close()` destroys every connection whose request was fully
+ * received, even when its reply is still pending, so a login committed
+ * during the drain could lose its 2xx on the way out. Call before `listen`.
+ */
+export function trackInFlightRequests(app: FastifyInstance): InFlightRequests {
+  const inFlight = new Set<FastifyRequest>()
+  const waiters = new Set<() => void>()
+
+  const finish = (request: FastifyRequest) => {
+    inFlight.delete(request)
+    for (const waiter of waiters) {
+      waiter()
+    }
+  }
+
+  app.addHook('onRequest', (request, _reply, done) => {
+    inFlight.add(request)
+    done()
+  })
+  app.addHook('onResponse', (request, _reply, done) => {
+    finish(request)
+    done()
+  })
+  app.addHook('onRequestAbort', (request, done) => {
+    finish(request)
+    done()
+  })
+
+  return {
+    settle(timeoutMs) {
+      const pending = new Set(inFlight)
+      if (pending.size === 0) {
+        return Promise.resolve()
+      }
+
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer)
+          waiters.delete(check)
+          resolve()
+        }
+        const check = () => {
+          for (const request of pending) {
+            if (!inFlight.has(request)) {
+              pending.delete(request)
+            }
+          }
+          if (pending.size === 0) {
+            done()
+          }
+        }
+        const timer = setTimeout(done, timeoutMs)
+        waiters.add(check)
+      })
+    },
+  }
+}
