@@ -54,6 +54,9 @@ interface Group {
   reject: (error: AppError) => void
 }
 
+// Longest time one flush keeps committing queued batches before it yields to the event loop.
+const FLUSH_BUDGET_MS = 10
+
 // Weight of the newest batch in the drain-rate average.
 const DRAIN_RATE_SMOOTHING = 0.2
 
@@ -112,11 +115,16 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
 
   function flush(): void {
     scheduled = undefined
-    const batch = takeBatch()
-
-    if (batch.length > 0) {
-      commitBatch(batch)
-    }
+    // Under overload one event-loop turn can take tens of milliseconds of
+    // request handling, so a backlog is committed batch after batch for up
+    // to FLUSH_BUDGET_MS per turn rather than one batch per turn.
+    const started = process.hrtime.bigint()
+    do {
+      const batch = takeBatch()
+      if (batch.length > 0) {
+        commitBatch(batch)
+      }
+    } while (groups.length > 0 && elapsedMs(started) < FLUSH_BUDGET_MS)
 
     if (groups.length > 0) {
       schedule()
