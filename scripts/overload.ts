@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -38,6 +38,9 @@ const READ_TOKEN = 'overload-read-token-0123456789abcdefghijkl'
 
 /** Reads a field of /proc/<pid>/status in KiB (Linux only). */
 function memoryKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  if (!existsSync(`/proc/${pid}/status`)) {
+    throw new Error(`the server (pid ${pid}) is gone: ${server.recentOutput().slice(-2000)}`)
+  }
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN)
 }

@@ -9,10 +9,11 @@ export interface InFlightRequests {
 }
 
 /**
- * Tracks the requests the app is handling. Shutdown needs it because Node's
- * `server.close()` destroys every connection whose request was fully
- * received, even when its reply is still pending, so a login committed
- * during the drain could lose its 2xx on the way out. Call before `listen`.
+ * Tracks the requests the app is handling, so shutdown can wait for their
+ * replies. With Node 20, `app.close()` destroyed connections whose request
+ * was fully received while the reply was still pending: the SIGTERM test in
+ * test/wire.test.ts saw logins stored whose client got "socket hang up".
+ * Call before `listen`.
  */
 export function trackInFlightRequests(app: FastifyInstance): InFlightRequests {
   const inFlight = new Set<FastifyRequest>()

@@ -10,7 +10,7 @@ import {
 } from './events.js'
 import type { WriteQueueStats } from './write-queue.js'
 
-/** Why the server cannot take logins now. */
+/** A reason the server cannot take logins now. */
 export interface ReadinessReason {
   code: ErrorCode
   message: string
@@ -49,7 +49,7 @@ export interface ReadinessOptions {
  * while it is full or rejected a login as full within the last
  * `saturationHoldMs`, because under overload it empties and refills many
  * times a second. The database counts as unwritable from a failed commit or
- * probe until a commit or probe succeeds; the state comes from the write
+ * probe until a commit or probe succeeds. The state comes from the write
  * queue's events and from a probe write that `check` runs at most once per
  * `probeIntervalMs`, so it recovers even when no traffic arrives.
  */

@@ -123,9 +123,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     url,
     close() {
       closing ??= (async () => {
-        // Close the queue first: it answers new logins 503 and commits the
-        // queued ones. Their replies are written before app.close(), which
-        // destroys connections whose reply is still pending.
+        // Close the queue first: it rejects new logins with 503 and commits
+        // the queued ones. Their replies are written before app.close(),
+        // which destroys connections whose reply is still pending.
         await queue.close()
         await inFlight.settle(DRAIN_REPLY_TIMEOUT_MS)
         await app.close()

@@ -133,8 +133,9 @@ export function openDatabase(options: SqliteStoreOptions): Database.Database {
   // write lock briefly; wait for it rather than failing the batch at once.
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
   // After each full checkpoint the WAL is cut back to this size, so one
-  // burst does not leave a large file behind; the automatic checkpoint every
-  // 1000 pages bounds its growth while nothing else holds a read transaction.
+  // burst does not leave a large file behind. The automatic checkpoint every
+  // 1000 pages bounds its growth unless another process keeps a read
+  // transaction open.
   db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`)
   migrate(db)
 

@@ -5,8 +5,8 @@ import { dirname } from 'node:path'
  * Returns the first of the database's files (the database, its WAL and
  * shared-memory files, their folder) that this process cannot write, with
  * the system error, or undefined when all are writable. SQLite reports a
- * file made read-only under an open connection as a generic I/O error, and
- * this tells that case apart. `access(2)` honours the immutable attribute and
+ * file made read-only under an open connection as a generic I/O error, so
+ * this check separates that case. `access(2)` honours the immutable attribute and
  * read-only mounts even for root, which ignores permission bits.
  */
 export function findUnwritableFile(dbPath: string): { path: string; code: string } | undefined {

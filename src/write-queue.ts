@@ -54,7 +54,7 @@ interface Group {
   reject: (error: AppError) => void
 }
 
-// Longest time one flush keeps committing queued batches before it yields to the event loop.
+// Maximum time one flush keeps committing queued batches before it yields to the event loop.
 const FLUSH_BUDGET_MS = 10
 
 // Weight of the newest batch in the drain-rate average.
