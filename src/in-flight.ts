@@ -26,16 +26,11 @@ export function trackInFlightRequests(app: FastifyInstance): InFlightRequests {
     }
   }
 
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     inFlight.add(request)
-    done()
-  })
-  app.addHook('onResponse', (request, _reply, done) => {
-    finish(request)
-    done()
-  })
-  app.addHook('onRequestAbort', (request, done) => {
-    finish(request)
+    // Node emits 'close' once the reply is sent or the connection is gone,
+    // so no request stays in the set, however it ends.
+    reply.raw.once('close', () => finish(request))
     done()
   })
 
