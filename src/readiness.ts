@@ -27,6 +27,8 @@ export interface ReadinessReport {
 export interface Readiness {
   /** Reports whether a login sent now would be accepted, probing the database when due. */
   check(): ReadinessReport
+  /** Reports not ready from now on, because the server is draining to stop. */
+  markShuttingDown(): void
   /** Stops listening to the server's events. */
   close(): void
 }
@@ -62,6 +64,7 @@ export function createReadiness(options: ReadinessOptions): Readiness {
   let lastQueueFullAt = Number.NEGATIVE_INFINITY
   let lastWriteCheckAt = Number.NEGATIVE_INFINITY
   let storageFailure: ReadinessReason | undefined
+  let shuttingDown = false
 
   function markWritable(): void {
     lastWriteCheckAt = now()
@@ -128,6 +131,9 @@ export function createReadiness(options: ReadinessOptions): Readiness {
       if (storageFailure !== undefined) {
         reasons.push(storageFailure)
       }
+      if (shuttingDown) {
+        reasons.push({ code: 'IOTM_ERR_QUEUE_CLOSED', message: 'the server is shutting down' })
+      }
 
       return {
         ready: reasons.length === 0,
@@ -135,6 +141,10 @@ export function createReadiness(options: ReadinessOptions): Readiness {
         queued: stats.queued,
         maxQueued: stats.maxQueued,
       }
+    },
+
+    markShuttingDown() {
+      shuttingDown = true
     },
 
     close() {

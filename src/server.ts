@@ -126,6 +126,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         // Close the queue first: it rejects new logins with 503 and commits
         // the queued ones. Their replies are written before app.close(),
         // which destroys connections whose reply is still pending.
+        readiness.markShuttingDown()
         await queue.close()
         await inFlight.settle(DRAIN_REPLY_TIMEOUT_MS)
         await app.close()

@@ -118,3 +118,15 @@ test('Retry-After follows the measured drain rate', async (t) => {
   assert.ok(slow >= 4, `slow queue Retry-After ${slow}`)
   assert.ok(slow <= 10, `slow queue Retry-After ${slow}`)
 })
+
+test('readyz is not ready while shutting down', async (t) => {
+  const { app, readiness } = await buildReliabilityApp(t)
+
+  const before = await app.inject({ method: 'GET', url: '/readyz' })
+  readiness.markShuttingDown()
+  const after = await app.inject({ method: 'GET', url: '/readyz' })
+
+  assert.equal(before.statusCode, 200)
+  assert.equal(after.statusCode, 503)
+  assert.equal(after.json().reasons[0].code, 'IOTM_ERR_QUEUE_CLOSED')
+})
