@@ -11,9 +11,9 @@ import {
 } from './harness/server-child.js'
 
 // Measures the sustainable ingest rate, then offers the server ten times
-// that rate for a while and reports how it sheds the excess: replies by
-// status, Retry-After values, the server's resident memory over time, and
-// whether every acknowledged login was stored.
+// that rate for a while. It reports how the server sheds the excess (replies
+// by status, Retry-After values, resident memory over time) and whether
+// every acknowledged login was stored.
 const { values } = parseArgs({
   options: {
     duration: { type: 'string', default: '60' },

@@ -26,7 +26,7 @@ function slowBy(ms: number) {
 }
 
 test('full queue replies 503 with Retry-After and stores nothing', async (t) => {
-  // A one-second batch delay holds the queued logins while the rest arrive.
+  // A one-second batch delay keeps the queued logins waiting while the rest arrive.
   const { app, store, queue, ingestToken } = await buildReliabilityApp(t, {
     maxQueued: 5,
     batchDelayMs: 1000,

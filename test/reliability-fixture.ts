@@ -93,7 +93,7 @@ export async function buildReliabilityApp(
   }
 }
 
-/** An inject request that posts one login. */
+/** Builds an inject request that posts one login. */
 export function postLogin(token: string, login: object) {
   return {
     method: 'POST' as const,
@@ -103,7 +103,7 @@ export function postLogin(token: string, login: object) {
   }
 }
 
-/** Whether the store holds a login of this user at this account, at any instant. */
+/** Returns whether the store contains a login of this user at this account, at any instant. */
 export function hasLoginOf(store: Store, accountId: string, userId: string): boolean {
   return store.listLogins({ accountId, userId, limit: 1 }).items.length > 0
 }

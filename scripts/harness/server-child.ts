@@ -135,7 +135,7 @@ export function requestJson(
   })
 }
 
-/** A keep-alive agent that trusts the server's CA. */
+/** Creates a keep-alive agent that trusts the server's CA. */
 export function keepAliveAgent(server: ServerChild, maxSockets: number): Agent {
   return new Agent({ keepAlive: true, maxSockets, ca: server.ca })
 }
