@@ -2,6 +2,7 @@ import type { TlsOptions } from 'node:tls'
 import Fastify, { type FastifyInstance, type FastifyRequest, LogController } from 'fastify'
 import type { Logger } from 'pino'
 import { registerTokenCheck } from './auth.js'
+import type { ConnectionLimits } from './config.js'
 import type { Dashboard } from './dashboard/index.js'
 import { AppError, toAppError, toErrorBody } from './errors.js'
 import {
@@ -15,11 +16,13 @@ import { registerJsonBodyParser } from './json-body.js'
 import { type BatchLimits, DEFAULT_BATCH_LIMITS } from './limits.js'
 import { registerOpenApi } from './openapi.js'
 import { type RateLimitOptions, registerRateLimit } from './rate-limit.js'
+import type { Readiness } from './readiness.js'
 import { registerBatchRoute } from './routes/batch.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
 import { registerLimitsRoute } from './routes/limits.js'
 import { registerQueryRoutes } from './routes/queries.js'
+import { registerReadinessRoute } from './routes/readiness.js'
 import type { Store } from './store.js'
 import type { TokenVerifier } from './tokens.js'
 import { createValidatorCompiler } from './validation.js'
@@ -46,6 +49,33 @@ export interface AppDependencies {
   rateLimit?: RateLimitOptions
   /** Limits of POST /metrics/batch; the defaults when absent. */
   batchLimits?: BatchLimits
+  /** Timeouts and the connection cap; the defaults of `parseConfig` when absent. */
+  limits?: ConnectionLimits
+  /** Reports whether the server can take logins now, for `GET /readyz`. */
+  readiness?: Readiness
+}
+
+const DEFAULT_LIMITS: ConnectionLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  // Longer than the 60 s idle timeout of common load balancers, so the
+  // server is not the side that closes a connection a client just reused.
+  keepAliveTimeoutMs: 72_000,
+  maxConnections: 10_000,
+}
+
+/**
+ * Adds the header deadline to the TLS options, because Node reads it only
+ * when the server is created. Node checks the deadlines of open connections
+ * every `connectionsCheckingInterval` ms (30 s by default), so the interval
+ * is shortened for the timeouts to fire close to their value.
+ */
+function withHeaderDeadline(https: TlsOptions, limits: ConnectionLimits): TlsOptions {
+  return {
+    ...https,
+    headersTimeout: limits.headersTimeoutMs,
+    connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+  } as TlsOptions
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
@@ -54,20 +84,22 @@ const JSON_CONTENT_TYPE = 'application/json'
 
 /** Builds the Fastify application without listening; the caller owns the lifecycle. */
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
+  const limits = deps.limits ?? DEFAULT_LIMITS
   const app = Fastify({
     loggerInstance: deps.logger,
-    ...(deps.https === undefined ? {} : { https: deps.https }),
+    ...(deps.https === undefined ? {} : { https: withHeaderDeadline(deps.https, limits) }),
     bodyLimit: INGEST_BODY_LIMIT,
     // The onResponse hook below writes one line per request instead.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    // Longer than the 60 s idle timeout of common load balancers, so the
-    // server is not the side that closes a connection a client just reused.
-    keepAliveTimeout: 72_000,
-    requestTimeout: 30_000,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
     connectionTimeout: 30_000,
   }) as unknown as FastifyInstance
+  // Beyond the cap Node closes new connections at once, before the TLS
+  // handshake, so a flood of idle sockets cannot exhaust file descriptors.
+  app.server.maxConnections = limits.maxConnections
 
   app.decorateRequest('accountId', undefined)
   app.setValidatorCompiler(createValidatorCompiler())
@@ -143,6 +175,9 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
 
   await registerOpenApi(app)
   registerHealthRoute(app)
+  if (deps.readiness !== undefined) {
+    registerReadinessRoute(app, deps.readiness)
+  }
   registerIngestRoute(app, deps.queue)
   const batchLimits = deps.batchLimits ?? DEFAULT_BATCH_LIMITS
   registerBatchRoute(app, deps.queue, batchLimits)
@@ -165,7 +200,11 @@ function logFailure(request: FastifyRequest, error: AppError): void {
   }
 
   const fields = { code: error.code, field: error.field, ip: request.ip }
-  if (error.statusCode >= 500) {
+  if (error.statusCode >= 500 && error.cause === undefined) {
+    // Load shedding (a full queue, a shutdown) has no cause to show, and a
+    // stack per rejected request would slow an overloaded server further.
+    request.log.warn(fields, error.message)
+  } else if (error.statusCode >= 500) {
     // The cause (a SqliteError, a bug) matters to the operator, never to the client.
     request.log.error({ ...fields, err: error.cause ?? error }, error.message)
   } else {

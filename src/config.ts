@@ -53,8 +53,24 @@ export interface Config {
   commitThread: boolean
   /** Processes that terminate TLS, each with its own writer into the one database. */
   workers: number
+  /** How long a write waits for another process's lock before the batch fails with 503. */
+  busyTimeoutMs: number
+  /** Limits that keep slow or idle clients from holding the server. */
+  connectionLimits: ConnectionLimits
   /** Problems worth a warning at start that do not stop it. */
   warnings: string[]
+}
+
+/** Time limits and the connection cap of the HTTPS server, in milliseconds and connections. */
+export interface ConnectionLimits {
+  /** Max time to receive a request's complete header block. */
+  headersTimeoutMs: number
+  /** Max time to receive a complete request, body included. */
+  requestTimeoutMs: number
+  /** How long an idle keep-alive connection stays open. */
+  keepAliveTimeoutMs: number
+  /** Max open connections; beyond it new connections are closed at once. */
+  maxConnections: number
 }
 
 /** A configuration problem; the command prints its message on one line and exits. */
@@ -153,6 +169,26 @@ export const OPTIONS = {
   workers: {
     env: 'WORKERS',
     help: 'server processes sharing the port and the database (default 1)',
+  },
+  'busy-timeout-ms': {
+    env: 'BUSY_TIMEOUT_MS',
+    help: 'how long a commit waits for another process holding the database lock, in ms (default 5000)',
+  },
+  'headers-timeout-ms': {
+    env: 'HEADERS_TIMEOUT_MS',
+    help: 'max time to receive the request headers, in ms (default 10000)',
+  },
+  'request-timeout-ms': {
+    env: 'REQUEST_TIMEOUT_MS',
+    help: 'max time to receive a whole request, in ms (default 30000)',
+  },
+  'keep-alive-timeout-ms': {
+    env: 'KEEP_ALIVE_TIMEOUT_MS',
+    help: 'how long an idle keep-alive connection stays open, in ms (default 72000)',
+  },
+  'max-connections': {
+    env: 'MAX_CONNECTIONS',
+    help: 'max open client connections; more are closed at once (default 10000)',
   },
 } as const
 
@@ -370,8 +406,47 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
     retentionMs: parseRetention(value('retention')),
     commitThread: commitThread === 'on',
     workers: parseInteger('workers', value('workers') ?? '1', 1, 256),
+    busyTimeoutMs: parseInteger('busy-timeout-ms', value('busy-timeout-ms') ?? '5000', 0, 600_000),
+    connectionLimits: parseConnectionLimits(value),
     warnings,
   }
+}
+
+function parseConnectionLimits(value: (name: OptionName) => string | undefined): ConnectionLimits {
+  const limits = {
+    headersTimeoutMs: parseInteger(
+      'headers-timeout-ms',
+      value('headers-timeout-ms') ?? '10000',
+      1,
+      3_600_000,
+    ),
+    requestTimeoutMs: parseInteger(
+      'request-timeout-ms',
+      value('request-timeout-ms') ?? '30000',
+      1,
+      3_600_000,
+    ),
+    keepAliveTimeoutMs: parseInteger(
+      'keep-alive-timeout-ms',
+      value('keep-alive-timeout-ms') ?? '72000',
+      1,
+      3_600_000,
+    ),
+    maxConnections: parseInteger(
+      'max-connections',
+      value('max-connections') ?? '10000',
+      1,
+      1_000_000,
+    ),
+  }
+  // Node checks the header deadline inside the request deadline, so a larger one would never fire.
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    throw new ConfigError(
+      `HEADERS_TIMEOUT_MS (${limits.headersTimeoutMs}) must not exceed REQUEST_TIMEOUT_MS (${limits.requestTimeoutMs})`,
+    )
+  }
+
+  return limits
 }
 
 /** Renders the help text of `iot-metrics start`. */

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { findDuplicateKey } from './duplicate-keys.js'
 import { AppError } from './errors.js'
 
 // Keys that can rewrite an object's prototype when a parsed body is later
@@ -24,7 +25,7 @@ function findForbiddenKey(value: unknown): string | undefined {
   return undefined
 }
 
-/** Parses a JSON body; throws a 400 AppError for empty, malformed or prototype-poisoning input. */
+/** Parses a JSON body; throws a 400 AppError for empty, malformed, duplicate-key or prototype-poisoning input. */
 export function parseJsonBody(text: string): unknown {
   if (text.trim() === '') {
     throw new AppError('IOTM_ERR_BODY_EMPTY', 'request body is empty; send a JSON object')
@@ -37,6 +38,15 @@ export function parseJsonBody(text: string): unknown {
     throw new AppError(
       'IOTM_ERR_BODY_INVALID_JSON',
       `request body is not valid JSON: ${(error as Error).message}`,
+    )
+  }
+
+  const duplicate = findDuplicateKey(text)
+  if (duplicate !== undefined) {
+    throw new AppError(
+      'IOTM_ERR_BODY_DUPLICATE_KEY',
+      `JSON key ${JSON.stringify(duplicate)} appears more than once in one object; send each field once`,
+      { field: duplicate },
     )
   }
 

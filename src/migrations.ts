@@ -133,6 +133,17 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX dashboard_sessions_by_admin ON dashboard_sessions (admin_id);
     `,
   },
+  {
+    version: 4,
+    name: 'write probe for the readiness check',
+    // Always empty: the probe inserts and deletes one row in one transaction.
+    sql: `
+      CREATE TABLE write_probe (
+        id INTEGER PRIMARY KEY,
+        padding BLOB NOT NULL
+      );
+    `,
+  },
 ]
 
 export const LATEST_SCHEMA_VERSION = Math.max(

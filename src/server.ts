@@ -7,14 +7,19 @@ import { type Config, ConfigError, DEFAULT_CERT_DIR } from './config.js'
 import { createDashboard } from './dashboard/index.js'
 import { ensureDevCertificates } from './dev-certs.js'
 import { createLoginExporter } from './export.js'
+import { trackInFlightRequests } from './in-flight.js'
 import { createManagedTokenCache } from './managed-tokens.js'
 import { startOperations } from './operations.js'
+import { createReadiness } from './readiness.js'
 import { createSqliteStore, openDatabase } from './sqlite-store.js'
 import { loadClientCa, loadTlsMaterial, tlsServerOptions } from './tls.js'
 import { createTlsReloader } from './tls-reloader.js'
 import { createTokenStore } from './token-store.js'
 import { createTokenVerifier, loadOrCreateTokenFile, type TokenSet } from './tokens.js'
 import { createWriteQueue } from './write-queue.js'
+
+// How long shutdown waits for the replies to logins committed during the drain.
+const DRAIN_REPLY_TIMEOUT_MS = 5000
 
 export interface RunningServer {
   app: FastifyInstance
@@ -80,7 +85,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   // This connection migrates the schema and serves the reads and the other
   // stores; with the commit thread on, the thread's own connection writes
   // every login.
-  const db = openDatabase({ path: config.dbPath, synchronous: config.synchronous })
+  const db = openDatabase({
+    path: config.dbPath,
+    synchronous: config.synchronous,
+    busyTimeoutMs: config.busyTimeoutMs,
+  })
   const store = createSqliteStore(db)
   let commitThread: CommitThread | undefined
   try {
@@ -109,12 +118,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     logger,
   })
 
+  const readiness = createReadiness({
+    queueStats: () => queue.stats(),
+    probeWrite: () => store.probeWrite(),
+    logger,
+  })
+
   let app: FastifyInstance
   let operations: Awaited<ReturnType<typeof startOperations>> | undefined
   // The reloader needs the listening server, so it is created after listen;
   // until then the certificate loaded above is the one served.
   let tlsReloader: ReturnType<typeof createTlsReloader> | undefined
   const certificateValidTo = () => tlsReloader?.validTo() ?? tls.validTo
+  let inFlight: ReturnType<typeof trackInFlightRequests>
   try {
     operations = await startOperations(config, { db, queue, certificateValidTo }, logger)
     const exporter = createLoginExporter(db)
@@ -135,10 +151,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       https: tlsServerOptions(tls, clientCa),
       rateLimit: { ratePerSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
       batchLimits: { maxLogins: config.batchMaxLogins, maxBytes: config.batchMaxBytes },
+      limits: config.connectionLimits,
+      readiness,
       dashboard,
     })
+    inFlight = trackInFlightRequests(app)
     await app.listen({ host: config.host, port: config.port })
   } catch (error) {
+    readiness.close()
     await operations?.close()
     managedTokens.close()
     await commitThread?.close()
@@ -185,9 +205,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     close() {
       closing ??= (async () => {
         reloader.close()
-        await app.close()
-        await operations.close()
+        // Close the queue first: it rejects new logins with 503 and commits
+        // the queued ones. Their replies are written before app.close(),
+        // which destroys connections whose reply is still pending.
+        readiness.markShuttingDown()
         await queue.close()
+        await inFlight.settle(DRAIN_REPLY_TIMEOUT_MS)
+        await app.close()
+        readiness.close()
+        await operations.close()
         managedTokens.close()
         await commitThread?.close()
         store.checkpoint()

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3'
 import { AppError } from './errors.js'
 import type { Login, LoginOutcome } from './login.js'
 import { migrate } from './migrations.js'
+import { findUnwritableFile } from './storage-access.js'
 import type {
   AccountSummary,
   DeviceSummary,
@@ -45,13 +46,28 @@ interface LoginRow {
  * `cause`. Every storage failure is a 503 because the request itself was
  * valid and may succeed when retried.
  */
-export function toStorageError(error: unknown): AppError {
+export function toStorageError(error: unknown, dbPath?: string): AppError {
   if (error instanceof AppError) {
     return error
   }
 
   const code = String((error as { code?: unknown } | null)?.code ?? '')
   const options = { cause: error, retryAfterSeconds: 1 }
+  const unwritable =
+    dbPath !== undefined && /^SQLITE_(IOERR|READONLY|CANTOPEN|PERM)/.test(code)
+      ? findUnwritableFile(dbPath)
+      : undefined
+  if (unwritable !== undefined) {
+    // The path goes to the log through `cause`, never to the client.
+    const cause = new Error(`${unwritable.path} is not writable (${unwritable.code})`, {
+      cause: error,
+    })
+    return new AppError(
+      'IOTM_ERR_STORAGE_READONLY',
+      'the database is read-only; login not stored',
+      { ...options, cause },
+    )
+  }
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
     return new AppError(
       'IOTM_ERR_STORAGE_BUSY',
@@ -102,6 +118,9 @@ function toDeviceSummary(row: SummaryRow): DeviceSummary {
   }
 }
 
+/** The size the WAL file is cut back to after a checkpoint. */
+export const WAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024
+
 /**
  * Opens the SQLite database at `options.path`, creating its folder and file
  * when needed, applies the connection settings and migrates the schema.
@@ -119,6 +138,11 @@ export function openDatabase(options: SqliteStoreOptions): Database.Database {
   // Another process (a backup, an operator's sqlite3 shell) may hold the
   // write lock briefly; wait for it rather than failing the batch at once.
   db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`)
+  // After each full checkpoint the WAL is cut back to this size, so one
+  // burst does not leave a large file behind. The automatic checkpoint every
+  // 1000 pages bounds its growth unless another process keeps a read
+  // transaction open.
+  db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`)
   migrate(db)
 
   return db
@@ -413,6 +437,15 @@ export function createSqliteStore(
     }
   }
 
+  // The probe row needs new pages like a real insert and is deleted in the
+  // same transaction, so a probe stores nothing.
+  const insertProbe = db.prepare('INSERT INTO write_probe (padding) VALUES (zeroblob(8192))')
+  const deleteProbe = db.prepare('DELETE FROM write_probe')
+  const probe = db.transaction(() => {
+    insertProbe.run()
+    deleteProbe.run()
+  })
+
   return {
     commitBatch(logins) {
       for (let attempt = 0; ; attempt++) {
@@ -420,12 +453,20 @@ export function createSqliteStore(
           return commitOnce(logins)
         } catch (error) {
           if (attempt >= busyRetries || !isBusy(error)) {
-            throw toStorageError(error)
+            throw toStorageError(error, db.name)
           }
           if (busyRetryDelayMs > 0) {
             Atomics.wait(SLEEP, 0, 0, busyRetryDelayMs)
           }
         }
+      }
+    },
+
+    probeWrite() {
+      try {
+        probe.immediate()
+      } catch (error) {
+        throw toStorageError(error, db.name)
       }
     },
 

@@ -70,6 +70,11 @@ export interface Store {
   ): Page<DeviceSummary, string> | undefined
   /** Lists logins newest first. */
   listLogins(query: LoginQuery): Page<StoredLogin, LoginPosition>
+  /**
+   * Commits a small write that stores nothing, to learn whether the database
+   * can be written now. Throws an AppError with a storage code when not.
+   */
+  probeWrite(): void
   /** Runs a WAL checkpoint, for shutdown and tests. */
   checkpoint(): void
   close(): void

@@ -58,6 +58,9 @@ interface Group {
   reject: (error: AppError) => void
 }
 
+// Maximum time one flush keeps committing queued batches before it yields to the event loop.
+const FLUSH_BUDGET_MS = 10
+
 // Weight of the newest batch in the drain-rate average.
 const DRAIN_RATE_SMOOTHING = 0.2
 
@@ -118,14 +121,23 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
 
   function flush(): void {
     scheduled = undefined
-    const batch = takeBatch()
-
-    const pending = batch.length > 0 ? commitBatch(batch) : undefined
-    if (pending !== undefined) {
-      committing = true
-      pending.then(afterFlush)
-      return
-    }
+    // Under overload one event-loop turn can take tens of milliseconds of
+    // request handling, so a backlog is committed batch after batch for up
+    // to FLUSH_BUDGET_MS per turn rather than one batch per turn. An
+    // asynchronous commit (the commit thread) ends the turn at once.
+    const started = process.hrtime.bigint()
+    do {
+      const batch = takeBatch()
+      if (batch.length === 0) {
+        break
+      }
+      const pending = commitBatch(batch)
+      if (pending !== undefined) {
+        committing = true
+        pending.then(afterFlush)
+        return
+      }
+    } while (groups.length > 0 && elapsedMs(started) < FLUSH_BUDGET_MS)
     afterFlush()
   }
 

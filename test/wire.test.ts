@@ -169,6 +169,9 @@ test('SIGTERM under load stores every acknowledged login and exits 0', async (t)
   const agent = keepAliveAgent(t, server, 16)
 
   const acknowledged: string[] = []
+  // Logins answered 503 or whose connection the stopping server closed before answering.
+  const refused: string[] = []
+  const errors = new Map<string, string>()
   const sends: Promise<void>[] = []
   for (let i = 0; i < 400; i++) {
     const userId = `device-${i}`
@@ -183,17 +186,27 @@ test('SIGTERM under load stores every acknowledged login and exits 0', async (t)
             acknowledged.push(userId)
           } else {
             assert.equal(reply.status, 503)
+            refused.push(userId)
           }
         },
-        // A connection closed by the stopping server is a refused login, not an acknowledged one.
-        () => undefined,
+        (error: Error) => {
+          refused.push(userId)
+          errors.set(userId, error.message)
+        },
       ),
     )
   }
-  await new Promise((resolve) => setTimeout(resolve, 20))
+  // Stop in the middle of the load, once some logins were acknowledged.
+  while (acknowledged.length < 50) {
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+  const stopping = Date.now()
   const exitCode = await server.stop('SIGTERM')
+  const stopMs = Date.now() - stopping
   await Promise.all(sends)
   assert.equal(exitCode, 0)
+  assert.ok(stopMs < 10_000, `drained and exited in ${stopMs} ms`)
+  assert.equal(acknowledged.length + refused.length, 400)
 
   server = await startServerProcess(t, cwd, env)
   const reader = keepAliveAgent(t, server)
@@ -209,5 +222,12 @@ test('SIGTERM under load stores every acknowledged login and exits 0', async (t)
   )
   for (const userId of acknowledged) {
     assert.ok(stored.has(userId), `acknowledged ${userId} is stored`)
+  }
+  for (const userId of refused) {
+    assert.equal(
+      stored.has(userId),
+      false,
+      `refused ${userId} is not stored: ${errors.get(userId)}`,
+    )
   }
 })
