@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { findDuplicateKey } from './duplicate-keys.js'
 import { AppError } from './errors.js'
 import { type NdjsonRecord, parseNdjsonLine, splitNdjson } from './ndjson.js'
 import { describeValue } from './validation.js'
@@ -43,6 +44,17 @@ export function parseJsonBatch(text: string, maxLogins: number): BatchBody {
     throw new AppError(
       'IOTM_ERR_BODY_INVALID_JSON',
       `request body is not valid JSON: ${(error as Error).message}`,
+    )
+  }
+  // NOTE: a repeated key inside one login of an array rejects the whole
+  // request, because the array is parsed as one JSON text; NDJSON rejects
+  // only the line that has it.
+  const duplicate = findDuplicateKey(text)
+  if (duplicate !== undefined) {
+    throw new AppError(
+      'IOTM_ERR_BODY_DUPLICATE_KEY',
+      `JSON key ${JSON.stringify(duplicate)} appears more than once in one object; send each field once`,
+      { field: duplicate },
     )
   }
   if (!Array.isArray(value)) {

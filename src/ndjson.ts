@@ -1,3 +1,4 @@
+import { findDuplicateKey } from './duplicate-keys.js'
 import { AppError } from './errors.js'
 
 /** One non-blank line of an NDJSON body with its 1-based line number. */
@@ -38,10 +39,11 @@ export function splitNdjson(text: string): NdjsonLine[] {
   return lines
 }
 
-/** Parses one NDJSON line; malformed JSON becomes the record's error, naming the line. */
+/** Parses one NDJSON line; malformed JSON or a repeated key becomes the record's error, naming the line. */
 export function parseNdjsonLine({ line, text }: NdjsonLine): NdjsonRecord {
+  let value: unknown
   try {
-    return { line, value: JSON.parse(text) }
+    value = JSON.parse(text)
   } catch (error) {
     return {
       line,
@@ -51,4 +53,20 @@ export function parseNdjsonLine({ line, text }: NdjsonLine): NdjsonRecord {
       ),
     }
   }
+
+  // The same rule as POST /metrics: a repeated key would mean different
+  // things to different parsers, so the line is rejected.
+  const duplicate = findDuplicateKey(text)
+  if (duplicate !== undefined) {
+    return {
+      line,
+      error: new AppError(
+        'IOTM_ERR_BODY_DUPLICATE_KEY',
+        `line ${line}: JSON key ${JSON.stringify(duplicate)} appears more than once in one object; send each field once`,
+        { field: duplicate },
+      ),
+    }
+  }
+
+  return { line, value }
 }

@@ -84,19 +84,27 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   // A conservative first guess until the first batch is measured.
   let drainRatePerSecond = 1000
   let onDrained: (() => void) | undefined
+  let drained: Promise<void> | undefined
+  // True while `scheduled` is an immediate flush rather than the delay timer.
+  let waitingForImmediate = false
   // True while an asynchronous commit runs; its completion schedules the next flush.
   let committing = false
 
   function schedule(): void {
-    if (scheduled !== undefined || committing) {
+    if (committing) {
       return
     }
-
-    if (queued >= maxBatchSize || batchDelayMs === 0 || closed) {
-      scheduled = setImmediate(flush)
-    } else {
-      scheduled = setTimeout(flush, batchDelayMs)
+    const flushNow = queued >= maxBatchSize || batchDelayMs === 0 || closed
+    if (scheduled !== undefined) {
+      if (!flushNow || waitingForImmediate) {
+        return
+      }
+      // A full batch (or a shutdown) does not wait out the delay timer.
+      clearTimeout(scheduled as NodeJS.Timeout)
     }
+
+    waitingForImmediate = flushNow
+    scheduled = flushNow ? setImmediate(flush) : setTimeout(flush, batchDelayMs)
   }
 
   /** Removes whole groups from the front of the queue, up to maxBatchSize logins but at least one group. */
@@ -121,6 +129,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
 
   function flush(): void {
     scheduled = undefined
+    waitingForImmediate = false
     // Under overload one event-loop turn can take tens of milliseconds of
     // request handling, so a backlog is committed batch after batch for up
     // to FLUSH_BUDGET_MS per turn rather than one batch per turn. An
@@ -274,16 +283,14 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
         return Promise.resolve()
       }
 
-      return new Promise<void>((resolve) => {
+      // Every caller waits for the same drain, so a second close() resolves too.
+      drained ??= new Promise<void>((resolve) => {
         onDrained = resolve
-        // A timer-delayed flush would only slow the shutdown down.
-        if (scheduled !== undefined) {
-          clearTimeout(scheduled as NodeJS.Timeout)
-          clearImmediate(scheduled as NodeJS.Immediate)
-          scheduled = undefined
-        }
+        // schedule() replaces a delay timer by an immediate flush once closed.
         schedule()
       })
+
+      return drained
     },
   }
 }

@@ -655,3 +655,38 @@ test('limits report the rate limit in force', async (t) => {
   assert.equal(reply.statusCode, 200)
   assert.deepEqual(reply.json().rate_limit, { per_token_per_second: 5, burst: 20 })
 })
+
+test('NDJSON line with a repeated key is rejected alone', async (t) => {
+  const { app, store, ingestToken } = await buildTestApp(t)
+  const good = '{"account_id":"a","user_id":"u1","timestamp":"2024-01-01T00:00:00Z"}'
+  const repeated =
+    '{"account_id":"a","user_id":"u2","user_id":"u3","timestamp":"2024-01-01T00:00:00Z"}'
+
+  const reply = await app.inject({
+    method: 'POST',
+    url: '/metrics/batch',
+    headers: { authorization: `Bearer ${ingestToken}`, 'content-type': 'application/x-ndjson' },
+    payload: `${good}\n${repeated}\n`,
+  })
+
+  assert.equal(reply.statusCode, 207)
+  assert.equal(reply.json().results[1].error.code, 'IOTM_ERR_BODY_DUPLICATE_KEY')
+  assert.equal(reply.json().results[1].error.field, 'user_id')
+  assert.equal(countStoredLogins(store), 1)
+})
+
+test('JSON array with a repeated key is rejected whole', async (t) => {
+  const { app, store, ingestToken } = await buildTestApp(t)
+
+  const reply = await app.inject({
+    method: 'POST',
+    url: '/metrics/batch',
+    headers: { authorization: `Bearer ${ingestToken}`, 'content-type': 'application/json' },
+    payload:
+      '[{"account_id":"a","user_id":"u1","timestamp":"2024-01-01T00:00:00Z"},{"account_id":"a","account_id":"b","user_id":"u2","timestamp":"2024-01-01T00:00:00Z"}]',
+  })
+
+  assert.equal(reply.statusCode, 400)
+  assert.equal(reply.json().code, 'IOTM_ERR_BODY_DUPLICATE_KEY')
+  assert.equal(countStoredLogins(store), 0)
+})

@@ -325,3 +325,28 @@ test('enqueueAll of nothing resolves to nothing', async (t) => {
   assert.deepEqual(await queue.enqueueAll([]), [])
   assert.equal(queue.stats().committedBatches, 0)
 })
+
+test('close called twice resolves both calls', async (t) => {
+  const { queue, store } = openQueue(t, { batchDelayMs: 50 })
+  const pending = queue.enqueue(login('u1'))
+
+  const first = queue.close()
+  const second = queue.close()
+  await Promise.all([first, second, pending])
+
+  assert.equal(store.getAccount('acct')?.logins, 1)
+})
+
+test('full batch does not wait for the delay timer', async (t) => {
+  const { queue, batchSizes } = openQueue(t, { batchDelayMs: 5000, maxBatchSize: 3 })
+  const started = Date.now()
+
+  await Promise.all([
+    queue.enqueue(login('u1')),
+    queue.enqueue(login('u2')),
+    queue.enqueue(login('u3')),
+  ])
+
+  assert.deepEqual(batchSizes, [3])
+  assert.ok(Date.now() - started < 4000, 'the batch committed before the 5 s timer')
+})
