@@ -79,7 +79,7 @@ function withHeaderDeadline(https: TlsOptions, limits: ConnectionLimits): TlsOpt
 }
 
 // Our clients compare the Content-Type header byte for byte, and Fastify
-// appends "; charset=utf-8" to JSON unless told otherwise.
+// appends "; charset=utf-8" to JSON unless the type is set explicitly.
 const JSON_CONTENT_TYPE = 'application/json'
 
 /** Builds the Fastify application without listening; the caller owns the lifecycle. */

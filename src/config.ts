@@ -20,7 +20,7 @@ export interface Config {
   usesDefaultCertificates: boolean
   ingestTokens: string[]
   readTokens: string[]
-  /** Where generated tokens are kept when none are configured. */
+  /** File of the generated tokens, used when none are configured. */
   tokenFilePath: string
   logLevel: string
   synchronous: SynchronousMode

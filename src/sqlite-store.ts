@@ -20,7 +20,7 @@ export type SynchronousMode = 'FULL' | 'NORMAL' | 'EXTRA'
 
 export interface SqliteStoreOptions {
   path: string
-  /** SQLite's `synchronous` setting; FULL unless a benchmark says otherwise. */
+  /** SQLite's `synchronous` setting; FULL by default, so that a 2xx survives power loss. */
   synchronous?: SynchronousMode
   /** How long a write waits for another connection's lock before failing with SQLITE_BUSY. */
   busyTimeoutMs?: number
@@ -227,9 +227,9 @@ export function createSqliteStore(
   )
   // min() and max() of SQL return NULL when an argument is NULL, hence coalesce
   // for a device or account that has no login yet.
-  // RETURNING the count before the update tells whether the device had no
-  // stored login, so that it counts as a new device of its account: either
-  // its row was just created, or retention deleted all its earlier logins.
+  // The count before the update, from RETURNING, shows whether the device had
+  // no stored login. Such a device counts as a new device of its account:
+  // either its row was just created, or retention deleted its earlier logins.
   const countDeviceLogins = db.prepare<
     [{ added: number; first: bigint; last: bigint; device: number }],
     { previous: number }
