@@ -106,9 +106,9 @@ export function renderMarkdown(report: BenchReport): string {
       if (rsa !== undefined) {
         parts.push(`ECDSA/RSA ${fixed(ratio(a?.rate, rsa.rate), 2)}`)
       }
-      const inline = summaryOf(mode.name, 'A-inline')
-      if (inline !== undefined) {
-        parts.push(`commit thread on/off ${fixed(ratio(a?.rate, inline.rate), 2)}`)
+      const thread = summaryOf(mode.name, 'A-thread')
+      if (thread !== undefined) {
+        parts.push(`commit thread on/off ${fixed(ratio(thread.rate, a?.rate), 2)}`)
       }
       const twoWorkers = summaryOf(mode.name, 'A-2w')
       if (twoWorkers !== undefined) {
