@@ -87,7 +87,8 @@ export interface RunResult extends LoadResult {
 const TARGETS: Target[] = [
   {
     name: 'A',
-    description: 'the server as shipped: ECDSA P-256, group commit on the event loop, synchronous=FULL',
+    description:
+      'the server as shipped: ECDSA P-256, group commit on the event loop, synchronous=FULL',
     kind: 'server',
     key: 'ecdsa',
   },

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { buildApp } from '../src/app.js'
 import { createLoginExporter } from '../src/export.js'
+import { createReadiness } from '../src/readiness.js'
 import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
 import { createTokenVerifier, generateToken } from '../src/tokens.js'
 import { createWriteQueue } from '../src/write-queue.js'
@@ -29,13 +30,28 @@ export async function generateOpenApiText(): Promise<string> {
     logger,
   })
   const tokens = createTokenVerifier({ ingest: [generateToken()], read: [generateToken()] })
-  const app = await buildApp({ store, queue, tokens, exporter: createLoginExporter(db), logger })
+  // Every optional route the server registers is registered here too, so the
+  // document matches what GET /openapi.json serves.
+  const readiness = createReadiness({
+    queueStats: () => queue.stats(),
+    probeWrite: () => store.probeWrite(),
+    logger,
+  })
+  const app = await buildApp({
+    store,
+    queue,
+    tokens,
+    exporter: createLoginExporter(db),
+    logger,
+    readiness,
+  })
   try {
     await app.ready()
     return `${JSON.stringify(app.swagger(), null, 2)}\n`
   } finally {
     await app.close()
     await queue.close()
+    readiness.close()
     store.close()
     rmSync(dir, { recursive: true, force: true })
   }

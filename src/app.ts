@@ -91,7 +91,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     bodyLimit: INGEST_BODY_LIMIT,
     // The onResponse hook below writes one line per request instead.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true,
+    // Requests that arrive while the server closes go through the routes,
+    // so they get our JSON error (the write queue answers 503) rather than
+    // Fastify's own 503 body.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,

@@ -117,7 +117,7 @@ export async function registerTokenCheck(
           done(
             new AppError(
               'IOTM_ERR_AUTH_WRONG_SCOPE',
-              `this token has the ${request.tokenScope} scope; ${request.method} ${request.routeOptions.url} needs a ${required} token`,
+              `this token has the ${request.tokenScope} scope; ${request.method} ${request.routeOptions.url} needs ${required === 'ingest' ? 'an' : 'a'} ${required} token`,
             ),
           )
           return

@@ -451,8 +451,11 @@ function parseConnectionLimits(value: (name: OptionName) => string | undefined):
 
 /** Renders the help text of `iot-metrics start`. */
 export function helpText(): string {
+  const flagWidth = Math.max(...Object.keys(OPTIONS).map((name) => name.length)) + 2
+  const envWidth = Math.max(...Object.values(OPTIONS).map((option) => option.env.length))
   const lines = Object.entries(OPTIONS).map(
-    ([name, option]) => `  --${name.padEnd(16)} ${option.env.padEnd(20)} ${option.help}`,
+    ([name, option]) =>
+      `  ${`--${name}`.padEnd(flagWidth)} ${option.env.padEnd(envWidth)} ${option.help}`,
   )
 
   return [

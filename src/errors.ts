@@ -125,7 +125,7 @@ export function toAppError(error: unknown): AppError {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new AppError(
         'IOTM_ERR_BODY_TOO_LARGE',
-        'request body is larger than the limit of this route; send one login per request',
+        'request body is larger than this route accepts (POST /metrics: 16384 bytes; GET /limits lists every limit); send one login per request',
         { cause: error },
       )
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':

@@ -72,6 +72,11 @@ export async function registerOpenApi(app: FastifyInstance): Promise<void> {
       },
     },
     transform({ schema, url, route }) {
+      // The dashboard's JSON endpoints serve its own page, behind a session
+      // cookie; they are not part of the device and query API.
+      if (url.startsWith('/dashboard')) {
+        return { schema: { ...schema, hide: true }, url }
+      }
       const scope = route.config?.scope
       const converted = (toOpenApiSchema(schema ?? {}) ?? {}) as Record<string, unknown>
       const response = { ...(converted.response as object | undefined), default: errorReplySchema }

@@ -3,6 +3,8 @@ import { readFileSync } from 'node:fs'
 import { test } from 'node:test'
 import { generateOpenApiText, OPENAPI_PATH } from '../scripts/openapi.js'
 import { buildTestApp } from './app-fixture.js'
+import { tempDir } from './helpers.js'
+import { jsonRequest, keepAliveAgent, startServerProcess } from './server-process.js'
 
 const checkedInPath = new URL(`../../${OPENAPI_PATH}`, import.meta.url)
 
@@ -44,4 +46,20 @@ test('OpenAPI marks token scopes on protected routes only', async () => {
   assert.match(document.paths['/metrics'].post.description, /ingest scope/)
   assert.match(document.paths['/logins'].get.description, /read scope/)
   assert.equal(document.paths['/healthz'].get.security, undefined)
+})
+
+test('running server serves the checked-in document', async (t) => {
+  const cwd = tempDir(t)
+  const server = await startServerProcess(t, cwd)
+  const agent = keepAliveAgent(t, server)
+  const checkedIn = JSON.parse(readFileSync(checkedInPath, 'utf8'))
+
+  const reply = await jsonRequest(server, agent, 'GET', '/openapi.json', 'unused')
+
+  assert.equal(reply.status, 200)
+  assert.deepEqual(
+    reply.body,
+    checkedIn,
+    `the server's /openapi.json differs from ${OPENAPI_PATH}; include every route the server registers in scripts/openapi.ts`,
+  )
 })

@@ -87,6 +87,11 @@ async function readNewPassword(username: string): Promise<string> {
     }
   } else {
     password = await readStdinFirstLine()
+    if (password === '') {
+      throw new AdminCommandError(
+        'no password was read from standard input; pipe it as the first line, or run the command on a terminal',
+      )
+    }
   }
 
   if (password.length < MIN_PASSWORD_LENGTH || password.length > MAX_PASSWORD_LENGTH) {

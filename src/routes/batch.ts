@@ -140,7 +140,7 @@ function batchRejectedError(summary: BatchSummary, rejections: AppError[]): AppE
     results: summary.results.filter((result) => result.result === 'rejected'),
   }
   const reason = atomic
-    ? `${rejected} of ${received} logins were rejected and atomic=true, so nothing was stored`
+    ? `${rejected} of ${received} logins ${rejected === 1 ? 'was' : 'were'} rejected and atomic=true, so nothing was stored`
     : `all ${received} logins were rejected, so nothing was stored`
 
   if (rejections.every((error) => error.code === 'IOTM_ERR_AUTH_ACCOUNT_MISMATCH')) {
