@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { findDuplicateKey } from './duplicate-keys.js'
 import { AppError } from './errors.js'
+import { parseJsonText } from './json-body.js'
 import { type NdjsonRecord, parseNdjsonLine, splitNdjson } from './ndjson.js'
 import { describeValue } from './validation.js'
 
@@ -33,30 +33,10 @@ function assertCount(count: number, maxLogins: number): void {
 
 /** Parses a JSON array of logins; a body that is not a JSON array fails as a whole. */
 export function parseJsonBatch(text: string, maxLogins: number): BatchBody {
-  if (text.trim() === '') {
-    throw new AppError('IOTM_ERR_BODY_EMPTY', 'request body is empty; send a JSON array of logins')
-  }
-
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (error) {
-    throw new AppError(
-      'IOTM_ERR_BODY_INVALID_JSON',
-      `request body is not valid JSON: ${(error as Error).message}`,
-    )
-  }
   // NOTE: a repeated key inside one login of an array rejects the whole
   // request, because the array is parsed as one JSON text; NDJSON rejects
   // only the line that has it.
-  const duplicate = findDuplicateKey(text)
-  if (duplicate !== undefined) {
-    throw new AppError(
-      'IOTM_ERR_BODY_DUPLICATE_KEY',
-      `JSON key ${JSON.stringify(duplicate)} appears more than once in one object; send each field once`,
-      { field: duplicate },
-    )
-  }
+  const value = parseJsonText(text, 'a JSON array of logins')
   if (!Array.isArray(value)) {
     throw new AppError(
       'IOTM_ERR_BATCH_NOT_ARRAY',

@@ -25,10 +25,14 @@ function findForbiddenKey(value: unknown): string | undefined {
   return undefined
 }
 
-/** Parses a JSON body; throws a 400 AppError for empty, malformed, duplicate-key or prototype-poisoning input. */
-export function parseJsonBody(text: string): unknown {
+/**
+ * Parses a JSON text with the rules every ingest body shares; throws a 400
+ * AppError for an empty body, malformed JSON or a key repeated in one object.
+ * `expected` names what the body should be, for the empty-body message.
+ */
+export function parseJsonText(text: string, expected: string): unknown {
   if (text.trim() === '') {
-    throw new AppError('IOTM_ERR_BODY_EMPTY', 'request body is empty; send a JSON object')
+    throw new AppError('IOTM_ERR_BODY_EMPTY', `request body is empty; send ${expected}`)
   }
 
   let value: unknown
@@ -49,6 +53,13 @@ export function parseJsonBody(text: string): unknown {
       { field: duplicate },
     )
   }
+
+  return value
+}
+
+/** Parses a JSON body; throws a 400 AppError for empty, malformed, duplicate-key or prototype-poisoning input. */
+export function parseJsonBody(text: string): unknown {
+  const value = parseJsonText(text, 'a JSON object')
 
   const forbidden = forbiddenKeyError(value)
   if (forbidden !== undefined) {
