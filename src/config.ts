@@ -336,9 +336,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): Config {
   const rateLimitPerSecond = parseInteger('rate-limit', value('rate-limit') ?? '0', 0, 10_000_000)
   const clientCa = value('client-ca')
   const maxQueued = parseInteger('queue-max', value('queue-max') ?? '10000', 1, 10_000_000)
+  // Unset, the batch limit follows a smaller queue, so lowering QUEUE_MAX
+  // alone is a valid configuration; set explicitly, it must fit the queue.
   const batchMaxLogins = parseInteger(
     'batch-max-logins',
-    value('batch-max-logins') ?? String(DEFAULT_BATCH_MAX_LOGINS),
+    value('batch-max-logins') ?? String(Math.min(DEFAULT_BATCH_MAX_LOGINS, maxQueued)),
     1,
     100_000,
   )

@@ -28,3 +28,9 @@ test('rejects a batch login limit above QUEUE_MAX', () => {
 test('rejects a batch byte limit under 1024', () => {
   assert.throws(() => parseConfig([], { BATCH_MAX_BYTES: '100' }), ConfigError)
 })
+
+test('batch limit follows a smaller queue when unset', () => {
+  const config = parseConfig([], { QUEUE_MAX: '500' })
+
+  assert.equal(config.batchMaxLogins, 500)
+})
