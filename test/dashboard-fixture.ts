@@ -1,20 +1,13 @@
-import { join } from 'node:path'
 import type { TestContext } from 'node:test'
-import type Database from 'better-sqlite3'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
-import { buildApp } from '../src/app.js'
 import { createAdminUserStore } from '../src/dashboard/admin-users.js'
 import { createDashboard } from '../src/dashboard/index.js'
 import { hashPassword } from '../src/dashboard/passwords.js'
 import { SESSION_COOKIE } from '../src/dashboard/session-guard.js'
 import type { SignInThrottleOptions } from '../src/dashboard/signin-throttle.js'
-import { createLoginExporter } from '../src/export.js'
 import { normalizeId } from '../src/login.js'
-import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
-import type { Store } from '../src/store.js'
-import { createTokenVerifier, generateToken } from '../src/tokens.js'
-import { createWriteQueue, type WriteQueue } from '../src/write-queue.js'
-import { captureLogger, tempDir } from './helpers.js'
+import type { WriteQueue } from '../src/write-queue.js'
+import { buildTestApp, type TestApp } from './app-fixture.js'
 
 export const ADMIN_NAME = 'alice'
 export const ADMIN_PASSWORD = 'correct horse battery staple'
@@ -24,16 +17,9 @@ export const ENTERPRISE_LIMIT = 5
 // Hashing costs about 100 ms, so every test's admin shares one hash.
 let adminPasswordHash: Promise<string> | undefined
 
-export interface DashboardTestApp {
-  app: FastifyInstance
-  db: Database.Database
-  store: Store
-  queue: WriteQueue
-  readToken: string
-  ingestToken: string
+export interface DashboardTestApp extends TestApp {
   /** Moves the dashboard's clock forward. */
   advanceClock(ms: number): void
-  logLines: string[]
 }
 
 /** Builds the app with the dashboard over a real SQLite file, with one admin and a clock the test moves. */
@@ -41,59 +27,32 @@ export async function buildDashboardTestApp(
   t: TestContext,
   options: { throttle?: SignInThrottleOptions } = {},
 ): Promise<DashboardTestApp> {
-  const dir = tempDir(t)
-  const { logger, lines } = captureLogger()
-  const db = openDatabase({ path: join(dir, 'metrics.db') })
-  const store = createSqliteStore(db)
-  const queue = createWriteQueue({
-    commit: (logins) => store.commitBatch(logins),
-    maxBatchSize: 100,
-    batchDelayMs: 0,
-    maxQueued: 2000,
-    logger,
-  })
-  adminPasswordHash ??= hashPassword(ADMIN_PASSWORD)
-  createAdminUserStore(db).create(ADMIN_NAME, await adminPasswordHash)
-
   let clock = Date.now()
-  const dashboard = createDashboard({
-    db,
-    logger,
-    standardPlanDevices: STANDARD_LIMIT,
-    enterprisePlanDevices: ENTERPRISE_LIMIT,
-    idleMinutes: 30,
-    sessionMaxHours: 12,
-    now: () => clock,
-    ...(options.throttle === undefined ? {} : { throttle: options.throttle }),
-  })
-  const ingestToken = generateToken()
-  const readToken = generateToken()
-  const tokens = createTokenVerifier({ ingest: [ingestToken], read: [readToken] })
-  const app = await buildApp({
-    store,
-    queue,
-    tokens,
-    exporter: createLoginExporter(db),
-    logger,
-    dashboard,
-  })
-  t.after(async () => {
-    await app.close()
-    await queue.close()
-    store.close()
+  const fixture = await buildTestApp(t, {
+    maxQueued: 2000,
+    async extend({ db, logger }) {
+      adminPasswordHash ??= hashPassword(ADMIN_PASSWORD)
+      createAdminUserStore(db).create(ADMIN_NAME, await adminPasswordHash)
+      const dashboard = createDashboard({
+        db,
+        logger,
+        standardPlanDevices: STANDARD_LIMIT,
+        enterprisePlanDevices: ENTERPRISE_LIMIT,
+        idleMinutes: 30,
+        sessionMaxHours: 12,
+        now: () => clock,
+        ...(options.throttle === undefined ? {} : { throttle: options.throttle }),
+      })
+
+      return { deps: { dashboard } }
+    },
   })
 
   return {
-    app,
-    db,
-    store,
-    queue,
-    readToken,
-    ingestToken,
+    ...fixture,
     advanceClock(ms) {
       clock += ms
     },
-    logLines: lines,
   }
 }
 
