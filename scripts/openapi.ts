@@ -10,7 +10,7 @@ import { createSqliteStore, openDatabase } from '../src/sqlite-store.js'
 import { createTokenVerifier, generateToken } from '../src/tokens.js'
 import { createWriteQueue } from '../src/write-queue.js'
 
-/** Where `npm run openapi` writes the document, relative to the repository root. */
+/** Path of the document `npm run openapi` writes, relative to the repository root. */
 export const OPENAPI_PATH = 'docs/openapi.json'
 
 /**

@@ -92,7 +92,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     // The onResponse hook below writes one line per request instead.
     logController: new LogController({ disableRequestLogging: true }),
     // Requests that arrive while the server closes go through the routes,
-    // so they get our JSON error (the write queue answers 503) rather than
+    // so they get our JSON error (the write queue rejects logins with 503) rather than
     // Fastify's own 503 body.
     return503OnClosing: false,
     forceCloseConnections: 'idle',

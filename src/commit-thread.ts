@@ -24,7 +24,7 @@ export interface CommitRequest {
   timestamps: BigInt64Array
 }
 
-/** What the thread sends back for one batch: per login, 1 when stored and 0 for a duplicate. */
+/** Reply of the thread for one batch: per login, 1 when stored and 0 for a duplicate. */
 export type CommitReply =
   | { id: number; stored: Uint8Array }
   | {

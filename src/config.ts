@@ -49,7 +49,7 @@ export interface Config {
   metricsPort: number | undefined
   /** Logins older than this many milliseconds are deleted; undefined keeps every login. */
   retentionMs: number | undefined
-  /** Commit batches on a worker thread, so that an fsync never blocks the event loop. */
+  /** Whether batches commit on a worker thread, where an fsync does not block the event loop. */
   commitThread: boolean
   /** Processes that terminate TLS, each with its own writer into the one database. */
   workers: number

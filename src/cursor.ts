@@ -1,7 +1,7 @@
 import { AppError } from './errors.js'
 
 // Cursors are opaque to clients: base64url of a small JSON object whose
-// single-letter keys say which listing it belongs to.
+// single-letter keys name the listing it belongs to.
 
 export function encodeCursor(position: Record<string, string | number>): string {
   return Buffer.from(JSON.stringify(position)).toString('base64url')

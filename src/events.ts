@@ -50,7 +50,7 @@ export interface BatchRequestEvent {
   rejectedByCode: Record<string, number>
 }
 
-/** Published after a batch transaction committed, before its requests are answered. */
+/** Published after a batch transaction committed, before the replies to its requests are sent. */
 export const batchCommitted = channel('iot-metrics:batch-committed')
 /** Published after a batch transaction failed and rolled back. */
 export const batchFailed = channel('iot-metrics:batch-failed')

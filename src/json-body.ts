@@ -26,7 +26,7 @@ function findForbiddenKey(value: unknown): string | undefined {
 }
 
 /**
- * Parses a JSON text with the rules every ingest body shares; throws a 400
+ * Parses a JSON text with the rules every ingest body shares. Throws a 400
  * AppError for an empty body, malformed JSON or a key repeated in one object.
  * `expected` names what the body should be, for the empty-body message.
  */

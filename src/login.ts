@@ -15,7 +15,7 @@ export interface Login {
   timestampNs: bigint
 }
 
-/** What storing a login did: `stored` for a new login, `duplicate` when the same one was stored before. */
+/** Result of storing a login: `stored` for a new login, `duplicate` when the same one was stored before. */
 export type LoginOutcome = 'stored' | 'duplicate'
 
 const CANONICAL_UUID =

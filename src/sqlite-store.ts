@@ -173,9 +173,10 @@ export interface SqliteStoreBehaviour {
 const SLEEP = new Int32Array(new SharedArrayBuffer(4))
 
 // Account and device ids are cached so that a login of a known device costs
-// one INSERT and no lookups. Ids never change once committed, so a cached id
-// stays valid for every connection; past this many devices the caches are
-// emptied and refilled from the database, which bounds their memory.
+// one INSERT and no lookups. Ids never change once committed, and no code
+// deletes account or device rows (retention keeps them with zero logins), so
+// a cached id stays valid for every connection. Past this many devices the
+// caches are emptied and refilled from the database, which bounds their memory.
 const MAX_CACHED_DEVICES = 200_000
 
 /** Per-batch totals of one device or account, written with one UPDATE each. */

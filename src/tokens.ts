@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { checkManagedToken, generateManagedToken } from './token-format.js'
 
-/** What a token may do: `ingest` sends logins, `read` queries them. */
+/** Permission of a token: `ingest` sends logins, `read` queries them. */
 export type Scope = 'ingest' | 'read'
 
 export interface TokenSet {

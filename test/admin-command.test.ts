@@ -6,37 +6,10 @@ import { type TestContext, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { verifyPassword } from '../src/dashboard/passwords.js'
-import { tempDir } from './helpers.js'
+import { runCommand, tempDir } from './helpers.js'
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url))
 const PASSWORD = 'twelve chars or more'
-
-interface CommandResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-/** Runs `iot-metrics admin ...` in `cwd` with `input` on a piped (not a terminal) stdin. */
-async function runAdmin(cwd: string, args: string[], input = ''): Promise<CommandResult> {
-  const child = spawn(process.execPath, [CLI, 'admin', ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  child.stdin.end(input)
-  const [code] = await once(child, 'exit')
-
-  return { code, stdout, stderr }
-}
 
 function storedHash(t: TestContext, cwd: string, username: string): string | undefined {
   const db = new Database(join(cwd, 'data', 'metrics.db'), { readonly: true })
@@ -50,7 +23,7 @@ function storedHash(t: TestContext, cwd: string, username: string): string | und
 
 test('admin create reads the password from piped stdin', async (t) => {
   const cwd = tempDir(t)
-  const result = await runAdmin(cwd, ['create', 'alice'], `${PASSWORD}\n`)
+  const result = await runCommand(cwd, ['admin', 'create', 'alice'], `${PASSWORD}\n`)
 
   assert.equal(result.code, 0, result.stderr)
   assert.equal(result.stdout, 'created dashboard user alice\n')
@@ -62,7 +35,7 @@ test('admin create reads the password from piped stdin', async (t) => {
 
 test('admin create rejects a short password', async (t) => {
   const cwd = tempDir(t)
-  const result = await runAdmin(cwd, ['create', 'alice'], 'short\n')
+  const result = await runCommand(cwd, ['admin', 'create', 'alice'], 'short\n')
 
   assert.equal(result.code, 2)
   assert.match(result.stderr, /must be 12 to 1024 characters long, got 5/)
@@ -70,8 +43,8 @@ test('admin create rejects a short password', async (t) => {
 
 test('admin create rejects an existing user', async (t) => {
   const cwd = tempDir(t)
-  await runAdmin(cwd, ['create', 'alice'], `${PASSWORD}\n`)
-  const result = await runAdmin(cwd, ['create', 'alice'], `${PASSWORD}\n`)
+  await runCommand(cwd, ['admin', 'create', 'alice'], `${PASSWORD}\n`)
+  const result = await runCommand(cwd, ['admin', 'create', 'alice'], `${PASSWORD}\n`)
 
   assert.equal(result.code, 2)
   assert.match(result.stderr, /user alice exists/)
@@ -79,7 +52,7 @@ test('admin create rejects an existing user', async (t) => {
 
 test('admin create rejects an invalid user name', async (t) => {
   const cwd = tempDir(t)
-  const result = await runAdmin(cwd, ['create', 'no spaces'], `${PASSWORD}\n`)
+  const result = await runCommand(cwd, ['admin', 'create', 'no spaces'], `${PASSWORD}\n`)
 
   assert.equal(result.code, 2)
   assert.match(result.stderr, /invalid user name "no spaces"/)
@@ -87,10 +60,10 @@ test('admin create rejects an invalid user name', async (t) => {
 
 test('admin passwd replaces the hash and list shows users', async (t) => {
   const cwd = tempDir(t)
-  await runAdmin(cwd, ['create', 'alice'], `${PASSWORD}\n`)
+  await runCommand(cwd, ['admin', 'create', 'alice'], `${PASSWORD}\n`)
   const before = storedHash(t, cwd, 'alice')
-  const changed = await runAdmin(cwd, ['passwd', 'alice'], 'a different password\n')
-  const listed = await runAdmin(cwd, ['list'])
+  const changed = await runCommand(cwd, ['admin', 'passwd', 'alice'], 'a different password\n')
+  const listed = await runCommand(cwd, ['admin', 'list'])
 
   assert.equal(changed.code, 0, changed.stderr)
   assert.notEqual(storedHash(t, cwd, 'alice'), before)
@@ -99,8 +72,8 @@ test('admin passwd replaces the hash and list shows users', async (t) => {
 
 test('admin delete removes the user', async (t) => {
   const cwd = tempDir(t)
-  await runAdmin(cwd, ['create', 'alice'], `${PASSWORD}\n`)
-  const result = await runAdmin(cwd, ['delete', 'alice'])
+  await runCommand(cwd, ['admin', 'create', 'alice'], `${PASSWORD}\n`)
+  const result = await runCommand(cwd, ['admin', 'delete', 'alice'])
 
   assert.equal(result.code, 0, result.stderr)
   assert.equal(storedHash(t, cwd, 'alice'), undefined)

@@ -1,40 +1,15 @@
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { tempDir } from './helpers.js'
+import { runCommand, tempDir } from './helpers.js'
 import {
   jsonRequest,
   keepAliveAgent,
   readGeneratedTokens,
   startServerProcess,
 } from './server-process.js'
-
-const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url))
-
-/** Runs `iot-metrics backup ...args` in `cwd` with stdout a pipe, not a terminal. */
-async function runBackup(cwd: string, args: string[]) {
-  const child = spawn(process.execPath, [CLI, 'backup', ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  const [code] = await once(child, 'exit')
-
-  return { code: code as number | null, stdout, stderr }
-}
 
 function count(db: Database.Database, sql: string): number {
   return (db.prepare(sql).get() as { n: number }).n
@@ -67,7 +42,7 @@ test('backup under load is a consistent copy', async (t) => {
   }
 
   const storedBefore = stored
-  const backup = await runBackup(cwd, ['copy.db'])
+  const backup = await runCommand(cwd, ['backup', 'copy.db'])
   const storedAfter = stored
   sending = false
   await Promise.all(clients)
@@ -105,7 +80,7 @@ test('backup refuses to overwrite a file', async (t) => {
   await startServerProcess(t, cwd)
   writeFileSync(join(cwd, 'copy.db'), 'keep me')
 
-  const backup = await runBackup(cwd, ['copy.db'])
+  const backup = await runCommand(cwd, ['backup', 'copy.db'])
 
   assert.equal(backup.code, 1)
   assert.match(backup.stderr, /copy\.db already exists/)
@@ -114,14 +89,14 @@ test('backup refuses to overwrite a file', async (t) => {
 test('backup names a missing database', async (t) => {
   const cwd = tempDir(t)
 
-  const backup = await runBackup(cwd, ['--db-path', 'nowhere.db', 'copy.db'])
+  const backup = await runCommand(cwd, ['backup', '--db-path', 'nowhere.db', 'copy.db'])
 
   assert.equal(backup.code, 1)
   assert.match(backup.stderr, /no database at .*nowhere\.db/)
 })
 
 test('backup without FILE prints the usage', async (t) => {
-  const backup = await runBackup(tempDir(t), [])
+  const backup = await runCommand(tempDir(t), ['backup'])
 
   assert.equal(backup.code, 2)
   assert.match(backup.stderr, /Usage: iot-metrics backup FILE/)

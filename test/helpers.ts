@@ -1,8 +1,11 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import type { TestContext } from 'node:test'
+import { fileURLToPath } from 'node:url'
 import type { Logger } from 'pino'
 import { createLogger } from '../src/logger.js'
 
@@ -14,7 +17,7 @@ export function tempDir(t: TestContext): string {
   return dir
 }
 
-/** A logger whose JSON lines are kept in `lines`, for tests that assert on logs. */
+/** Creates a logger whose JSON lines are kept in `lines`, for tests that assert on logs. */
 export function captureLogger(level = 'info'): { logger: Logger; lines: string[] } {
   const lines: string[] = []
   let partial = ''
@@ -29,4 +32,36 @@ export function captureLogger(level = 'info'): { logger: Logger; lines: string[]
   })
 
   return { logger: createLogger(level, sink), lines }
+}
+
+export interface CommandResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url))
+
+/**
+ * Runs `iot-metrics ...args` in `cwd` with `input` on a piped stdin, so the
+ * command sees no terminal, and collects its exit code and output.
+ */
+export async function runCommand(cwd: string, args: string[], input = ''): Promise<CommandResult> {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk
+  })
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  child.stdin.end(input)
+  const [code] = await once(child, 'exit')
+
+  return { code: code as number | null, stdout, stderr }
 }

@@ -169,7 +169,7 @@ test('SIGTERM under load stores every acknowledged login and exits 0', async (t)
   const agent = keepAliveAgent(t, server, 16)
 
   const acknowledged: string[] = []
-  // Logins answered 503 or whose connection the stopping server closed before answering.
+  // Logins rejected with 503, or whose connection the stopping server closed before the reply.
   const refused: string[] = []
   const errors = new Map<string, string>()
   const sends: Promise<void>[] = []

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3'
 import { formatTimestamp } from '../timestamp.js'
 import { DEFAULT_PLAN, type Plan, type PlanId, type PlanStore } from './plans.js'
 
-/** What the dashboard shows of an account in the list and at the top of its page. */
+/** Summary of an account, as the dashboard shows it in the list and at the top of its page. */
 export interface AccountCard {
   account_id: string
   plan: PlanId

@@ -18,7 +18,7 @@ const CONTENT_TYPES: Record<string, string> = {
   '.png': 'image/png',
 }
 
-/** Where `npm run build` writes the bundled front end: dist/web beside dist/src. */
+/** Folder where `npm run build` writes the bundled front end: dist/web beside dist/src. */
 export const DEFAULT_ASSET_DIR = fileURLToPath(new URL('../../web/', import.meta.url))
 
 /**

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 
-/** GET /healthz: public, and about the process only: it answers while the process can serve requests. */
+/** Registers GET /healthz, which is public and reports on the process only: it returns 200 while the process can serve requests. */
 export function registerHealthRoute(app: FastifyInstance): void {
   app.get(
     '/healthz',
