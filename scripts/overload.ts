@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util'
 import {
   keepAliveAgent,
   listAllLogins,
+  newConnectionAgent,
   requestJson,
   type ServerChild,
   startServerChild,
@@ -24,6 +25,8 @@ const { values } = parseArgs({
     synchronous: { type: 'string', default: 'FULL' },
     // 1 makes every login its own fsync, like a slow disk, so the write queue becomes the bottleneck.
     'batch-size': { type: 'string', default: '1000' },
+    // Each login on a new TLS connection, as devices that wake up, report and sleep do.
+    'new-connections': { type: 'boolean', default: false },
     // For example --max-old-space-size=64, to tell a leak from V8 collecting garbage late.
     'server-node-options': { type: 'string', default: '' },
   },
@@ -43,6 +46,35 @@ function memoryKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   }
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   return Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN)
+}
+
+/** Reads the scrape URL from the server's 'metrics listening' log line. */
+async function findMetricsUrl(logPath: string): Promise<string> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const line = readFileSync(logPath, 'utf8')
+      .split('\n')
+      .find((entry) => entry.includes('"msg":"metrics listening"'))
+    if (line !== undefined) {
+      return JSON.parse(line).url
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  throw new Error(`the server logged no metrics URL in ${logPath}`)
+}
+
+/** V8 heap and external memory of the server in bytes, from its Prometheus metrics. */
+async function heapBytes(
+  url: string,
+): Promise<{ heapUsed: number; heapTotal: number; external: number }> {
+  const text = await (await fetch(url)).text()
+  const read = (name: string) =>
+    Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN)
+
+  return {
+    heapUsed: read('nodejs_heap_size_used_bytes'),
+    heapTotal: read('nodejs_heap_size_total_bytes'),
+    external: read('nodejs_external_memory_bytes'),
+  }
 }
 
 let sequence = 0
@@ -91,11 +123,14 @@ const server = await startServerChild(dir, {
   SQLITE_SYNCHRONOUS: String(values.synchronous),
   BATCH_SIZE: String(values['batch-size']),
   NODE_OPTIONS: String(values['server-node-options']),
+  METRICS_PORT: '0',
+  ...JSON.parse(process.env.OVERLOAD_ENV ?? '{}'),
 }).catch(async (error: unknown) => {
   rmSync(dir, { recursive: true, force: true })
   throw error
 })
 const pid = server.child.pid as number
+const metricsUrl = await findMetricsUrl(join(dir, 'server.log'))
 
 try {
   const sustainable = await calibrate(server, 64, calibrationMs)
@@ -105,14 +140,17 @@ try {
     `batch size ${values['batch-size']}, queue max ${values['queue-max']}, synchronous=${values.synchronous}, ` +
       `server NODE_OPTIONS ${JSON.stringify(values['server-node-options'])}\n` +
       `sustainable rate ${Math.round(sustainable)} logins/s (64 clients, ${calibrationMs / 1000} s); ` +
-      `offering ${Math.round(target)}/s for ${durationMs / 1000} s on ${connections} connections; ` +
+      `offering ${Math.round(target)}/s for ${durationMs / 1000} s on ${connections} ` +
+      `${values['new-connections'] ? 'new connections at a time' : 'keep-alive connections'}; ` +
       `server RSS ${Math.round(baselineKiB / 1024)} MiB\n`,
   )
 
   // Open loop: every tick sends its share of the target rate whatever the
   // replies, on as many connections as are free, as devices that do not slow
   // down would.
-  const agent = keepAliveAgent(server, connections)
+  const agent = values['new-connections']
+    ? newConnectionAgent(server, connections)
+    : keepAliveAgent(server, connections)
   const acknowledged = new Set<string>()
   const statuses = new Map<string, number>()
   const retryAfter = new Map<string, number>()
@@ -121,6 +159,7 @@ try {
   let offered = 0
   const count = (map: Map<string, number>, key: string) => map.set(key, (map.get(key) ?? 0) + 1)
   const rssSamples: number[] = []
+  const heapSamples: Promise<{ heapUsed: number; heapTotal: number; external: number }>[] = []
   const pending = new Set<Promise<void>>()
   const tickMs = 10
   const started = Date.now()
@@ -158,6 +197,7 @@ try {
     }
     if (Date.now() >= nextSample) {
       rssSamples.push(memoryKiB(pid, 'VmRSS'))
+      heapSamples.push(heapBytes(metricsUrl))
       nextSample += 1000
     }
     await new Promise((resolve) => setTimeout(resolve, tickMs))
@@ -176,17 +216,39 @@ try {
   const missing = [...acknowledged].filter((key) => !stored.has(key))
 
   const mib = (kib: number) => `${Math.round(kib / 1024)} MiB`
-  const timeline = [0.1, 0.25, 0.5, 0.75, 1]
-    .map((share) => Math.max(1, Math.round(rssSamples.length * share)))
+  const heaps = await Promise.all(heapSamples)
+  const samplesAt = [0.1, 0.25, 0.5, 0.75, 1].map((share) =>
+    Math.max(1, Math.round(rssSamples.length * share)),
+  )
+  const timeline = samplesAt
     .map((second) => `${second} s ${mib(rssSamples[second - 1] ?? Number.NaN)}`)
+    .join(', ')
+  const heapTimeline = samplesAt
+    .map((second) => {
+      const heap = heaps[second - 1]
+      return `${second} s ${mib((heap?.heapUsed ?? Number.NaN) / 1024)} + ${mib((heap?.external ?? Number.NaN) / 1024)}`
+    })
     .join(', ')
   process.stdout.write(
     `offered ${offered} logins (${notSent} not sent: all ${connections} connections busy)\n` +
       `replies by status: ${JSON.stringify(Object.fromEntries(statuses))}\n` +
       `Retry-After on 503: ${JSON.stringify(Object.fromEntries(retryAfter))}\n` +
       `acknowledged ${acknowledged.size}, stored ${acknowledged.size - missing.length}, missing ${missing.length}\n` +
-      `server RSS: baseline ${mib(baselineKiB)}; ${timeline}; peak (VmHWM) ${mib(peakKiB)}\n`,
+      `server RSS: baseline ${mib(baselineKiB)}; ${timeline}; peak (VmHWM) ${mib(peakKiB)}\n` +
+      `server V8 heap used + external: ${heapTimeline}\n`,
   )
+  if (process.env.OVERLOAD_DEBUG) {
+    heaps.forEach((h, i) => {
+      if (i % 5 === 4)
+        console.log(
+          i + 1,
+          Math.round(rssSamples[i] / 1024),
+          Math.round(h.heapUsed / 1048576),
+          Math.round(h.heapTotal / 1048576),
+          Math.round(h.external / 1048576),
+        )
+    })
+  }
   process.exitCode = missing.length === 0 ? 0 : 1
 } finally {
   await server.stop('SIGTERM')

@@ -17,6 +17,7 @@ import { type BatchLimits, DEFAULT_BATCH_LIMITS } from './limits.js'
 import { registerOpenApi } from './openapi.js'
 import { type RateLimitOptions, registerRateLimit } from './rate-limit.js'
 import type { Readiness } from './readiness.js'
+import { createRepeatLimiter, type RepeatLimiter } from './repeat-limiter.js'
 import { registerBatchRoute } from './routes/batch.js'
 import { registerHealthRoute } from './routes/health.js'
 import { INGEST_BODY_LIMIT, registerIngestRoute } from './routes/ingest.js'
@@ -81,6 +82,9 @@ function withHeaderDeadline(https: TlsOptions, limits: ConnectionLimits): TlsOpt
 // Our clients compare the Content-Type header byte for byte, and Fastify
 // appends "; charset=utf-8" to JSON unless the type is set explicitly.
 const JSON_CONTENT_TYPE = 'application/json'
+
+// Shortest time between two log lines of one 503 code (IOTM_ERR_QUEUE_FULL and the like).
+const UNAVAILABLE_LOG_INTERVAL_MS = 1000
 
 /** Builds the Fastify application without listening; the caller owns the lifecycle. */
 export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> {
@@ -157,9 +161,10 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
     done()
   })
 
+  const unavailableLog = createRepeatLimiter(UNAVAILABLE_LOG_INTERVAL_MS)
   app.setErrorHandler((error, request, reply) => {
     const appError = toAppError(error)
-    logFailure(request, appError)
+    logFailure(request, appError, unavailableLog)
 
     if (appError.retryAfterSeconds !== undefined) {
       reply.header('retry-after', String(appError.retryAfterSeconds))
@@ -172,7 +177,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
       'IOTM_ERR_ROUTE_NOT_FOUND',
       `no route ${request.method} ${request.url.split('?')[0]}; see the README for the endpoints`,
     )
-    logFailure(request, appError)
+    logFailure(request, appError, unavailableLog)
     reply.code(404).send(toErrorBody(appError))
   })
 
@@ -191,7 +196,7 @@ export async function buildApp(deps: AppDependencies): Promise<FastifyInstance> 
   return app
 }
 
-function logFailure(request: FastifyRequest, error: AppError): void {
+function logFailure(request: FastifyRequest, error: AppError, unavailableLog: RepeatLimiter): void {
   if (requestRejected.hasSubscribers) {
     const event: RequestRejectedEvent = {
       code: error.code,
@@ -203,14 +208,24 @@ function logFailure(request: FastifyRequest, error: AppError): void {
   }
 
   const fields = { code: error.code, field: error.field, ip: request.ip }
-  if (error.statusCode >= 500 && error.cause === undefined) {
-    // Load shedding (a full queue, a shutdown) has no cause to show, and a
-    // stack per rejected request would slow an overloaded server further.
-    request.log.warn(fields, error.message)
-  } else if (error.statusCode >= 500) {
-    // The cause (a SqliteError, a bug) matters to the operator, never to the client.
-    request.log.error({ ...fields, err: error.cause ?? error }, error.message)
-  } else {
+  if (error.statusCode < 500) {
     request.log.info(fields, error.message)
+    return
+  }
+
+  // A full queue or a failing disk fails every request at once. A line per
+  // request would flood the log of a server already in trouble, so each 503
+  // code logs one line a second, with the count of those held back.
+  // Internal errors (500) are bugs, and each one is logged.
+  const heldBack = error.statusCode === 503 ? unavailableLog.admit(error.code) : 0
+  if (heldBack === undefined) {
+    return
+  }
+  if (error.cause === undefined) {
+    // Load shedding (a full queue, a shutdown) has no cause to show.
+    request.log.warn({ ...fields, heldBack }, error.message)
+  } else {
+    // The cause (a SqliteError, a bug) matters to the operator, never to the client.
+    request.log.error({ ...fields, heldBack, err: error.cause }, error.message)
   }
 }

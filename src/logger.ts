@@ -1,4 +1,5 @@
 import pino, { type DestinationStream, type Logger } from 'pino'
+import { createLogDestination } from './log-destination.js'
 
 /**
  * Creates the JSON logger. Request logging never includes headers, and the
@@ -20,11 +21,26 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     },
   }
 
-  // Buffered, asynchronous writes to stdout: lines are written once 8 KiB
-  // have gathered or 200 ms have passed, so under load one write(2) carries
-  // dozens of request lines instead of one. pino flushes the buffer
-  // synchronously when the process exits, process.exit() included.
-  const stdout = pino.destination({ dest: 1, sync: false, minLength: 8192, periodicFlush: 200 })
+  if (destination !== undefined) {
+    return pino(options, destination)
+  }
 
-  return pino(options, destination ?? stdout)
+  // Buffered, asynchronous writes to stdout: under load one write(2) carries
+  // dozens of request lines instead of one, and a stdout slower than the
+  // server costs dropped lines (counted in a warning) rather than memory.
+  // The buffer is written synchronously when the process exits,
+  // process.exit() included.
+  const stdout = createLogDestination({
+    fd: 1,
+    onDropped: (lines) => {
+      logger.warn(
+        { droppedLines: lines },
+        `dropped ${lines} log lines because stdout did not keep up with the server`,
+      )
+    },
+  })
+  const logger: Logger = pino(options, stdout)
+  process.once('exit', () => stdout.flushSync())
+
+  return logger
 }
