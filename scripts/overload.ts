@@ -124,7 +124,6 @@ const server = await startServerChild(dir, {
   BATCH_SIZE: String(values['batch-size']),
   NODE_OPTIONS: String(values['server-node-options']),
   METRICS_PORT: '0',
-  ...JSON.parse(process.env.OVERLOAD_ENV ?? '{}'),
 }).catch(async (error: unknown) => {
   rmSync(dir, { recursive: true, force: true })
   throw error
@@ -237,18 +236,18 @@ try {
       `server RSS: baseline ${mib(baselineKiB)}; ${timeline}; peak (VmHWM) ${mib(peakKiB)}\n` +
       `server V8 heap used + external: ${heapTimeline}\n`,
   )
-  if (process.env.OVERLOAD_DEBUG) {
-    heaps.forEach((h, i) => {
-      if (i % 5 === 4)
-        console.log(
-          i + 1,
-          Math.round(rssSamples[i] / 1024),
-          Math.round(h.heapUsed / 1048576),
-          Math.round(h.heapTotal / 1048576),
-          Math.round(h.external / 1048576),
-        )
-    })
-  }
+  // RSS minus the V8 heap is the memory outside it (TLS, SQLite, buffers):
+  // a leak there shows as a rising last column.
+  const series = heaps
+    .map((heap, index) => ({ heap, second: index + 1, rssKiB: rssSamples[index] ?? Number.NaN }))
+    .filter(({ second }) => second % 5 === 0)
+    .map(
+      ({ heap, second, rssKiB }) =>
+        `${second}:${mib(rssKiB)}/${mib(heap.heapUsed / 1024)}/${mib(heap.heapTotal / 1024)}/${mib(rssKiB - heap.heapTotal / 1024)}`,
+    )
+  process.stdout.write(
+    `every 5 s, second:RSS/heap used/heap total/RSS outside the heap: ${series.join(' ').replaceAll(' MiB', '')} (MiB)\n`,
+  )
   process.exitCode = missing.length === 0 ? 0 : 1
 } finally {
   await server.stop('SIGTERM')
