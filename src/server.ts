@@ -90,7 +90,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     synchronous: config.synchronous,
     busyTimeoutMs: config.busyTimeoutMs,
   })
-  const store = createSqliteStore(db)
+  // A commit on the event loop must not sleep in SQLite's busy handler, so
+  // a batch that finds the write lock taken goes back to the queue, which
+  // tries it again on timers for up to BUSY_TIMEOUT_MS.
+  const store = createSqliteStore(db, { failFastWhenBusy: !config.commitThread })
   let commitThread: CommitThread | undefined
   try {
     commitThread = config.commitThread
@@ -115,6 +118,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     maxBatchSize: config.maxBatchSize,
     batchDelayMs: config.batchDelayMs,
     maxQueued: config.maxQueued,
+    busyRetryMs: config.commitThread ? 0 : config.busyTimeoutMs,
     logger,
   })
 

@@ -149,8 +149,11 @@ export function openDatabase(options: SqliteStoreOptions): Database.Database {
 }
 
 /** Opens the database at `options.path` and returns the login store over it. */
-export function openSqliteStore(options: SqliteStoreOptions): Store {
-  return createSqliteStore(openDatabase(options))
+export function openSqliteStore(
+  options: SqliteStoreOptions,
+  behaviour: SqliteStoreBehaviour = {},
+): Store {
+  return createSqliteStore(openDatabase(options), behaviour)
 }
 
 /** Options of the store that do not belong to the connection. */
@@ -167,6 +170,14 @@ export interface SqliteStoreBehaviour {
    * own busy handler, which backs off to sleeps of up to 100 ms.
    */
   busyRetryDelayMs?: number
+  /**
+   * When true, commitBatch does not wait for a write lock held by another
+   * connection: it fails at once with IOTM_ERR_STORAGE_BUSY, and the caller
+   * retries later. A commit on the event loop needs this, because SQLite's
+   * busy handler sleeps in the calling thread for up to the busy timeout.
+   * Other writes on the connection keep its busy timeout.
+   */
+  failFastWhenBusy?: boolean
 }
 
 // Atomics.wait on this array is a synchronous sleep that burns no CPU.
@@ -210,6 +221,8 @@ export function createSqliteStore(
 ): Store {
   const busyRetries = behaviour.busyRetries ?? 0
   const busyRetryDelayMs = behaviour.busyRetryDelayMs ?? 0
+  const connectionBusyTimeoutMs = db.pragma('busy_timeout', { simple: true }) as number
+  const failFastWhenBusy = behaviour.failFastWhenBusy === true && connectionBusyTimeoutMs > 0
 
   const selectAccountRef = db.prepare<[string], { id: number }>(
     'SELECT id FROM accounts WHERE external_id = ?',
@@ -449,6 +462,20 @@ export function createSqliteStore(
 
   return {
     commitBatch(logins) {
+      if (failFastWhenBusy) {
+        // SQLite applies PRAGMA busy_timeout when the statement is prepared,
+        // so a statement prepared once and run again would not change it.
+        // Both calls are cheap next to the fsync of the commit.
+        db.pragma('busy_timeout = 0')
+        try {
+          return commitOnce(logins)
+        } catch (error) {
+          throw toStorageError(error, db.name)
+        } finally {
+          db.pragma(`busy_timeout = ${connectionBusyTimeoutMs}`)
+        }
+      }
+
       for (let attempt = 0; ; attempt++) {
         try {
           return commitOnce(logins)

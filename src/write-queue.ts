@@ -26,6 +26,13 @@ export interface WriteQueueOptions {
   batchDelayMs: number
   /** Maximum number of queued logins; beyond it enqueue rejects with 503. */
   maxQueued: number
+  /**
+   * Maximum time, in milliseconds, that a login whose synchronous commit
+   * failed with IOTM_ERR_STORAGE_BUSY (another process holds the write lock)
+   * is tried again before it fails. The retries wait on timers, so the event
+   * loop keeps serving other requests meanwhile. 0 (the default) fails at once.
+   */
+  busyRetryMs?: number
   logger: Logger
 }
 
@@ -56,6 +63,8 @@ interface Group {
   logins: readonly Login[]
   resolve: (outcomes: LoginOutcome[]) => void
   reject: (error: AppError) => void
+  /** When the first commit of these logins found the database busy, from Date.now(). */
+  busySince?: number
 }
 
 // Maximum time one flush keeps committing queued batches before it yields to the event loop.
@@ -63,6 +72,12 @@ const FLUSH_BUDGET_MS = 10
 
 // Weight of the newest batch in the drain-rate average.
 const DRAIN_RATE_SMOOTHING = 0.2
+
+// Pauses between tries of a batch that found the database busy, in
+// milliseconds. The last one repeats. 0 retries on the next turn of the
+// event loop, because a commit of another server process usually takes a
+// millisecond or two.
+const BUSY_RETRY_DELAYS_MS = [0, 0, 1, 1, 2, 4, 8, 16, 25]
 
 function elapsedMs(started: bigint): number {
   return Number(process.hrtime.bigint() - started) / 1e6
@@ -74,6 +89,7 @@ function elapsedMs(started: bigint): number {
  */
 export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   const { commit, maxBatchSize, batchDelayMs, maxQueued, logger } = options
+  const busyRetryMs = options.busyRetryMs ?? 0
 
   let groups: Group[] = []
   let queued = 0
@@ -89,9 +105,13 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   let waitingForImmediate = false
   // True while an asynchronous commit runs; its completion schedules the next flush.
   let committing = false
+  // True while a batch that found the database busy waits for its retry timer.
+  let waitingForLock = false
+  // Busy tries in a row; the next commit that succeeds resets it.
+  let busyTries = 0
 
   function schedule(): void {
-    if (committing) {
+    if (committing || waitingForLock) {
       return
     }
     const flushNow = queued >= maxBatchSize || batchDelayMs === 0 || closed
@@ -141,6 +161,9 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
         break
       }
       const pending = commitBatch(batch)
+      if (pending === 'retry') {
+        return
+      }
       if (pending !== undefined) {
         committing = true
         pending.then(afterFlush)
@@ -159,8 +182,12 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     }
   }
 
-  /** Commits one batch; returns a promise that settles after it when the commit is asynchronous. */
-  function commitBatch(batch: Group[]): Promise<void> | undefined {
+  /**
+   * Commits one batch. Returns a promise that settles after it when the
+   * commit is asynchronous, and 'retry' when the batch went back to the
+   * queue because the database was busy.
+   */
+  function commitBatch(batch: Group[]): Promise<void> | 'retry' | undefined {
     const logins =
       batch.length === 1 ? (batch[0] as Group).logins : batch.flatMap((group) => group.logins)
     const started = process.hrtime.bigint()
@@ -169,6 +196,9 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     try {
       result = commit(logins)
     } catch (error) {
+      if (busyRetryMs > 0 && error instanceof AppError && error.code === 'IOTM_ERR_STORAGE_BUSY') {
+        return retryWhenBusy(batch, error, started)
+      }
       failBatch(batch, logins.length, error, started)
       return undefined
     }
@@ -184,12 +214,53 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     )
   }
 
+  /**
+   * Puts the groups of a batch that found the database busy back at the
+   * front of the queue and sets the retry timer. Groups that have waited
+   * busyRetryMs fail with the busy error.
+   */
+  function retryWhenBusy(batch: Group[], error: AppError, started: bigint): 'retry' | undefined {
+    const now = Date.now()
+    const retried: Group[] = []
+    const expired: Group[] = []
+    for (const group of batch) {
+      group.busySince ??= now
+      if (now - group.busySince < busyRetryMs) {
+        retried.push(group)
+      } else {
+        expired.push(group)
+      }
+    }
+    if (expired.length > 0) {
+      failBatch(expired, countLogins(expired), error, started)
+    }
+    if (retried.length === 0) {
+      return undefined
+    }
+
+    groups = retried.concat(groups)
+    queued += countLogins(retried)
+    const delayMs = BUSY_RETRY_DELAYS_MS[
+      Math.min(busyTries, BUSY_RETRY_DELAYS_MS.length - 1)
+    ] as number
+    busyTries++
+    waitingForLock = true
+    const retry = () => {
+      waitingForLock = false
+      flush()
+    }
+    scheduled = delayMs === 0 ? setImmediate(retry) : setTimeout(retry, delayMs)
+
+    return 'retry'
+  }
+
   function finishBatch(
     batch: Group[],
     logins: readonly Login[],
     outcomes: LoginOutcome[],
     started: bigint,
   ): void {
+    busyTries = 0
     const durationMs = elapsedMs(started)
     const rate = logins.length / Math.max(durationMs / 1000, 1e-6)
     drainRatePerSecond =
@@ -233,6 +304,15 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
     for (const group of batch) {
       group.reject(storageError)
     }
+  }
+
+  function countLogins(batch: Group[]): number {
+    let count = 0
+    for (const group of batch) {
+      count += group.logins.length
+    }
+
+    return count
   }
 
   function add(logins: readonly Login[]): Promise<LoginOutcome[]> {

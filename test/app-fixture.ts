@@ -69,13 +69,14 @@ export async function buildTestApp(t: TestContext, options: TestAppOptions = {})
     busyTimeoutMs: options.busyTimeoutMs ?? 5000,
     synchronous: options.synchronous ?? 'FULL',
   })
-  const store = createSqliteStore(db)
+  const store = createSqliteStore(db, { failFastWhenBusy: true })
   const commit = (logins: readonly Login[]) => store.commitBatch(logins)
   const queue = createWriteQueue({
     commit: options.wrapCommit === undefined ? commit : options.wrapCommit(commit),
     maxBatchSize: options.maxBatchSize ?? 100,
     batchDelayMs: options.batchDelayMs ?? 0,
     maxQueued: options.maxQueued ?? 1000,
+    busyRetryMs: options.busyTimeoutMs ?? 5000,
     logger,
   })
   const extension = (await options.extend?.({ db, store, queue, logger })) ?? {}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { test } from 'node:test'
+import { type TestContext, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import { buildReliabilityApp, hasLoginOf, postLogin } from './reliability-fixture.js'
 
@@ -96,10 +96,11 @@ test('read-only database replies 503 and recovers', async (t) => {
   assert.equal(db.pragma('integrity_check', { simple: true }), 'ok')
 })
 
-test('write lock held by another process replies 503 and recovers', async (t) => {
-  const { app, dbPath, store, ingestToken, logLines } = await buildReliabilityApp(t, {
-    busyTimeoutMs: 200,
-  })
+/** Starts a process that holds the write lock of `dbPath` until `release()`. */
+async function holdWriteLock(
+  t: TestContext,
+  dbPath: string,
+): Promise<{ release(): Promise<void> }> {
   const holder = spawn(
     process.execPath,
     [
@@ -114,10 +115,23 @@ test('write lock held by another process replies 503 and recovers', async (t) =>
   t.after(() => holder.kill('SIGKILL'))
   await once(holder.stdout, 'data')
 
+  return {
+    async release() {
+      holder.stdin.write('release\n')
+      await once(holder, 'exit')
+    },
+  }
+}
+
+test('write lock held by another process replies 503 and recovers', async (t) => {
+  const { app, dbPath, store, ingestToken, logLines } = await buildReliabilityApp(t, {
+    busyTimeoutMs: 200,
+  })
+  const lock = await holdWriteLock(t, dbPath)
+
   const refused = await app.inject(postLogin(ingestToken, login('while-locked')))
   const notReady = await app.inject({ method: 'GET', url: '/readyz' })
-  holder.stdin.write('release\n')
-  await once(holder, 'exit')
+  await lock.release()
   const retried = await app.inject(postLogin(ingestToken, login('while-locked')))
   const ready = await app.inject({ method: 'GET', url: '/readyz' })
 
@@ -130,4 +144,34 @@ test('write lock held by another process replies 503 and recovers', async (t) =>
   assert.equal(retried.statusCode, 201)
   assert.equal(hasLoginOf(store, 'storage', 'while-locked'), true)
   assert.equal(ready.statusCode, 200)
+})
+
+test('brief write lock delays a login, not the server', async (t) => {
+  const { app, dbPath, store, ingestToken } = await buildReliabilityApp(t, {
+    busyTimeoutMs: 5000,
+  })
+  const lock = await holdWriteLock(t, dbPath)
+
+  let settled = false
+  const posted = app.inject(postLogin(ingestToken, login('after-lock'))).finally(() => {
+    settled = true
+  })
+  // A commit sleeping in SQLite's busy handler would hold this timer and
+  // the health check back for the whole busy timeout (5 s).
+  const timerStarted = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const health = await app.inject({ method: 'GET', url: '/healthz' })
+  const waitedMs = Date.now() - timerStarted
+  const settledWhileLocked = settled
+  await lock.release()
+  const reply = await posted
+
+  assert.equal(health.statusCode, 200)
+  assert.ok(
+    waitedMs < 2000,
+    `the event loop was blocked: 100 ms timer and health check took ${waitedMs} ms`,
+  )
+  assert.equal(settledWhileLocked, false)
+  assert.equal(reply.statusCode, 201)
+  assert.equal(hasLoginOf(store, 'storage', 'after-lock'), true)
 })

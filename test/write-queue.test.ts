@@ -4,7 +4,11 @@ import { type TestContext, test } from 'node:test'
 import Database from 'better-sqlite3'
 import { AppError } from '../src/errors.js'
 import type { Login } from '../src/login.js'
-import { openSqliteStore, type SqliteStoreOptions } from '../src/sqlite-store.js'
+import {
+  openSqliteStore,
+  type SqliteStoreBehaviour,
+  type SqliteStoreOptions,
+} from '../src/sqlite-store.js'
 import type { Store } from '../src/store.js'
 import { parseTimestamp } from '../src/timestamp.js'
 import { createWriteQueue, type WriteQueue, type WriteQueueOptions } from '../src/write-queue.js'
@@ -38,6 +42,7 @@ function openQueue(
   t: TestContext,
   options: Partial<Omit<WriteQueueOptions, 'commit' | 'logger'>> = {},
   storeOptions: Omit<SqliteStoreOptions, 'path'> = {},
+  storeBehaviour: SqliteStoreBehaviour = {},
 ): QueueFixture {
   const opened: Closable[] = []
   let queue: WriteQueue | undefined
@@ -49,7 +54,7 @@ function openQueue(
     }
   })
   const path = join(tempDir(t), 'metrics.db')
-  const store = openSqliteStore({ path, ...storeOptions })
+  const store = openSqliteStore({ path, ...storeOptions }, storeBehaviour)
   opened.push(store)
 
   const { logger, lines } = captureLogger()
@@ -188,6 +193,57 @@ test('keeps working after the lock is released', async (t) => {
 
   assert.deepEqual(outcomes, ['stored', 'stored'])
   assert.equal(queue.stats().committedLogins, 2)
+})
+
+test('busy batch waits for the lock on timers', async (t) => {
+  const { queue, store, connect, batchSizes } = openQueue(
+    t,
+    { busyRetryMs: 5000 },
+    { busyTimeoutMs: 5000 },
+    { failFastWhenBusy: true },
+  )
+  const locker = connect()
+  locker.exec('BEGIN IMMEDIATE')
+
+  let settled = false
+  const pending = queue.enqueue(login('user-1')).finally(() => {
+    settled = true
+  })
+  // A commit sleeping in SQLite's busy handler would hold this timer back
+  // for the whole busy timeout (5 s).
+  const timerStarted = Date.now()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const waitedMs = Date.now() - timerStarted
+  const settledWhileLocked = settled
+  const triesWhileLocked = batchSizes.length
+  locker.exec('COMMIT')
+
+  assert.ok(waitedMs < 2000, `the event loop was blocked: a 100 ms timer took ${waitedMs} ms`)
+  assert.equal(settledWhileLocked, false)
+  assert.ok(triesWhileLocked > 1, `expected retries, got ${triesWhileLocked} tries`)
+  assert.equal(await pending, 'stored')
+  assert.equal(store.getAccount('acct')?.logins, 1)
+})
+
+test('busy batch fails after busyRetryMs', async (t) => {
+  const { queue, store, connect } = openQueue(
+    t,
+    { busyRetryMs: 150 },
+    { busyTimeoutMs: 5000 },
+    { failFastWhenBusy: true },
+  )
+  const locker = connect()
+  locker.exec('BEGIN IMMEDIATE')
+  const started = Date.now()
+
+  const error = await rejection(queue.enqueue(login('user-1')))
+  const waitedMs = Date.now() - started
+  locker.exec('ROLLBACK')
+
+  assert.equal(error.code, 'IOTM_ERR_STORAGE_BUSY')
+  assert.ok(waitedMs >= 150, `failed after ${waitedMs} ms`)
+  assert.equal(store.getAccount('acct'), undefined)
+  assert.equal(await queue.enqueue(login('user-2')), 'stored')
 })
 
 test('rejects a login beyond maxQueued', async (t) => {
