@@ -76,6 +76,8 @@ export interface RunResult extends LoadResult {
   round: number
   /** Sum over the server's processes of each one's peak resident set, in MB. */
   peakRssMb: number
+  /** Peak of the server's summed proportional set size, sampled every PSS_SAMPLE_MS, in MB. */
+  peakPssMb: number
   /** CPU time (user and system) of the server's processes per 2xx reply, in ms. */
   cpuMsPerLogin: number
   /** Rows in the logins table after the server stopped; only for our server. */
@@ -278,6 +280,29 @@ function peakRssMb(pids: number[]): number {
   return Math.round(kilobytes / 1024)
 }
 
+/**
+ * Sums the proportional set size (Pss) of the processes, in KiB; 0 without
+ * /proc. Pss divides each shared page among the processes that map it, so
+ * the node binary and the libraries that WORKERS=N processes share count
+ * once in the sum, where a sum of RSS counts them once per process.
+ */
+function pssKiB(pids: number[]): number {
+  let kilobytes = 0
+  for (const pid of pids) {
+    try {
+      const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+      kilobytes += Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0)
+    } catch {
+      // The process exited between the listing and the read.
+    }
+  }
+
+  return kilobytes
+}
+
+// The kernel keeps no peak of Pss, so the bench samples it during the load.
+const PSS_SAMPLE_MS = 250
+
 /** Sums the user and system CPU time of the processes, in ms; 0 without /proc. */
 function cpuMs(pids: number[]): number {
   const ticksPerSecond = 100
@@ -368,8 +393,13 @@ async function runOne(
   try {
     await waitUntilHealthy(port, readFileSync(setup.ca), child)
     const cpuBefore = cpuMs(processTree(child.pid as number))
-    const load = await runLoad(mode, port, setup, seed)
+    let peakPss = pssKiB(processTree(child.pid as number))
+    const sampler = setInterval(() => {
+      peakPss = Math.max(peakPss, pssKiB(processTree(child.pid as number)))
+    }, PSS_SAMPLE_MS)
+    const load = await runLoad(mode, port, setup, seed).finally(() => clearInterval(sampler))
     const pids = processTree(child.pid as number)
+    peakPss = Math.max(peakPss, pssKiB(pids))
     const rss = peakRssMb(pids)
     const cpu = cpuMs(pids) - cpuBefore
     child.kill('SIGTERM')
@@ -384,6 +414,7 @@ async function runOne(
       mode: mode.name,
       round,
       peakRssMb: rss,
+      peakPssMb: Math.round(peakPss / 1024),
       cpuMsPerLogin: ok === 0 ? 0 : Math.round((cpu / ok) * 1000) / 1000,
       ok,
     }
