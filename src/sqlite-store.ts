@@ -171,9 +171,9 @@ export interface SqliteStoreBehaviour {
    */
   busyRetryDelayMs?: number
   /**
-   * When true, commitBatch does not wait for a write lock held by another
-   * connection: it fails at once with IOTM_ERR_STORAGE_BUSY, and the caller
-   * retries later. A commit on the event loop needs this, because SQLite's
+   * When true, commitBatch and probeWrite do not wait for a write lock held
+   * by another connection: they fail at once with IOTM_ERR_STORAGE_BUSY, and
+   * the caller retries later. A commit on the event loop needs this, because SQLite's
    * busy handler sleeps in the calling thread for up to the busy timeout.
    * Other writes on the connection keep its busy timeout.
    */
@@ -451,6 +451,21 @@ export function createSqliteStore(
     }
   }
 
+  /** Runs `write` with a busy timeout of 0, and maps its failure to a storage error. */
+  function withoutBusyWait<T>(write: () => T): T {
+    // SQLite applies PRAGMA busy_timeout when the statement is prepared,
+    // so a statement prepared once and run again would not change it.
+    // Both calls are cheap next to the fsync of the commit.
+    db.pragma('busy_timeout = 0')
+    try {
+      return write()
+    } catch (error) {
+      throw toStorageError(error, db.name)
+    } finally {
+      db.pragma(`busy_timeout = ${connectionBusyTimeoutMs}`)
+    }
+  }
+
   // The probe row needs new pages like a real insert and is deleted in the
   // same transaction, so a probe stores nothing.
   const insertProbe = db.prepare('INSERT INTO write_probe (padding) VALUES (zeroblob(8192))')
@@ -463,17 +478,7 @@ export function createSqliteStore(
   return {
     commitBatch(logins) {
       if (failFastWhenBusy) {
-        // SQLite applies PRAGMA busy_timeout when the statement is prepared,
-        // so a statement prepared once and run again would not change it.
-        // Both calls are cheap next to the fsync of the commit.
-        db.pragma('busy_timeout = 0')
-        try {
-          return commitOnce(logins)
-        } catch (error) {
-          throw toStorageError(error, db.name)
-        } finally {
-          db.pragma(`busy_timeout = ${connectionBusyTimeoutMs}`)
-        }
+        return withoutBusyWait(() => commitOnce(logins))
       }
 
       for (let attempt = 0; ; attempt++) {
@@ -491,6 +496,10 @@ export function createSqliteStore(
     },
 
     probeWrite() {
+      if (failFastWhenBusy) {
+        withoutBusyWait(() => probe.immediate())
+        return
+      }
       try {
         probe.immediate()
       } catch (error) {

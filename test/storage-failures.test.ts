@@ -156,11 +156,12 @@ test('brief write lock delays a login, not the server', async (t) => {
   const posted = app.inject(postLogin(ingestToken, login('after-lock'))).finally(() => {
     settled = true
   })
-  // A commit sleeping in SQLite's busy handler would hold this timer and
-  // the health check back for the whole busy timeout (5 s).
+  // A commit or a readiness probe sleeping in SQLite's busy handler would
+  // hold this timer and the checks back for the whole busy timeout (5 s).
   const timerStarted = Date.now()
   await new Promise((resolve) => setTimeout(resolve, 100))
   const health = await app.inject({ method: 'GET', url: '/healthz' })
+  const readiness = await app.inject({ method: 'GET', url: '/readyz' })
   const waitedMs = Date.now() - timerStarted
   const settledWhileLocked = settled
   await lock.release()
@@ -169,8 +170,10 @@ test('brief write lock delays a login, not the server', async (t) => {
   assert.equal(health.statusCode, 200)
   assert.ok(
     waitedMs < 2000,
-    `the event loop was blocked: 100 ms timer and health check took ${waitedMs} ms`,
+    `the event loop was blocked: a 100 ms timer and two checks took ${waitedMs} ms`,
   )
+  assert.equal(readiness.statusCode, 503)
+  assert.equal(readiness.json().reasons[0].code, 'IOTM_ERR_STORAGE_BUSY')
   assert.equal(settledWhileLocked, false)
   assert.equal(reply.statusCode, 201)
   assert.equal(hasLoginOf(store, 'storage', 'after-lock'), true)
