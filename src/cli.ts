@@ -8,7 +8,7 @@ import { ConfigError, helpText, parseConfig } from './config.js'
 import { createLogger } from './logger.js'
 import type { RunningServer } from './server.js'
 
-// Seconds a second signal or a stuck shutdown waits before the process exits anyway.
+// Maximum time a shutdown may take before the process exits anyway.
 const SHUTDOWN_TIMEOUT_MS = 10_000
 
 function fail(message: string): never {
@@ -50,7 +50,17 @@ async function start(argv: string[]): Promise<void> {
     throw error
   }
 
+  let shuttingDown = false
   const shutdown = (signal: NodeJS.Signals) => {
+    // Ctrl-C under `npm start` delivers SIGINT twice: the terminal sends it
+    // to the whole process group and npm forwards its own copy. The handler
+    // stays installed, because without it the second signal would kill the
+    // process before the queue drained.
+    if (shuttingDown) {
+      logger.info({ signal }, 'already shutting down; the signal is ignored')
+      return
+    }
+    shuttingDown = true
     logger.info({ signal }, 'shutting down: draining the write queue')
     const timer = setTimeout(() => {
       logger.error({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'shutdown timed out; exiting')
@@ -70,8 +80,8 @@ async function start(argv: string[]): Promise<void> {
   process.on('SIGHUP', () => {
     server.reloadTls('SIGHUP')
   })
-  process.once('SIGINT', shutdown)
-  process.once('SIGTERM', shutdown)
+  process.on('SIGINT', shutdown)
+  process.on('SIGTERM', shutdown)
 }
 
 async function main(argv: string[]): Promise<void> {

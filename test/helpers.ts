@@ -41,6 +41,7 @@ export interface CommandResult {
 }
 
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url))
+const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 /**
  * Runs `iot-metrics ...args` in `cwd` with `input` on a piped stdin, so the
@@ -64,4 +65,31 @@ export async function runCommand(cwd: string, args: string[], input = ''): Promi
   const [code] = await once(child, 'exit')
 
   return { code: code as number | null, stdout, stderr }
+}
+
+/** Starts a process that holds the write lock of `dbPath` until `release()`. */
+export async function holdWriteLock(
+  t: TestContext,
+  dbPath: string,
+): Promise<{ release(): Promise<void> }> {
+  const holder = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const db = require('better-sqlite3')(process.argv[1]);
+       db.exec('BEGIN IMMEDIATE'); console.log('locked');
+       process.stdin.once('data', () => { db.exec('COMMIT'); db.close(); process.exit(0) })`,
+      dbPath,
+    ],
+    { cwd: PROJECT_ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+  )
+  t.after(() => holder.kill('SIGKILL'))
+  await once(holder.stdout, 'data')
+
+  return {
+    async release() {
+      holder.stdin.write('release\n')
+      await once(holder, 'exit')
+    },
+  }
 }

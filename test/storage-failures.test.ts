@@ -1,11 +1,8 @@
 import assert from 'node:assert/strict'
-import { spawn, spawnSync } from 'node:child_process'
-import { once } from 'node:events'
-import { type TestContext, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
+import { spawnSync } from 'node:child_process'
+import { test } from 'node:test'
+import { holdWriteLock } from './helpers.js'
 import { buildReliabilityApp, hasLoginOf, postLogin } from './reliability-fixture.js'
-
-const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 function login(userId: string) {
   return { account_id: 'storage', user_id: userId, timestamp: '2024-06-01T00:00:00Z' }
@@ -95,33 +92,6 @@ test('read-only database replies 503 and recovers', async (t) => {
   assert.equal(ready.statusCode, 200)
   assert.equal(db.pragma('integrity_check', { simple: true }), 'ok')
 })
-
-/** Starts a process that holds the write lock of `dbPath` until `release()`. */
-async function holdWriteLock(
-  t: TestContext,
-  dbPath: string,
-): Promise<{ release(): Promise<void> }> {
-  const holder = spawn(
-    process.execPath,
-    [
-      '-e',
-      `const db = require('better-sqlite3')(process.argv[1]);
-       db.exec('BEGIN IMMEDIATE'); console.log('locked');
-       process.stdin.once('data', () => { db.exec('COMMIT'); db.close(); process.exit(0) })`,
-      dbPath,
-    ],
-    { cwd: PROJECT_ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
-  )
-  t.after(() => holder.kill('SIGKILL'))
-  await once(holder.stdout, 'data')
-
-  return {
-    async release() {
-      holder.stdin.write('release\n')
-      await once(holder, 'exit')
-    },
-  }
-}
 
 test('write lock held by another process replies 503 and recovers', async (t) => {
   const { app, dbPath, store, ingestToken, logLines } = await buildReliabilityApp(t, {
