@@ -27,7 +27,8 @@ async function start(argv: string[]): Promise<void> {
     throw error
   }
 
-  const logger = createLogger(config.logLevel)
+  // The primary and the workers of WORKERS=N write to one stdout.
+  const logger = createLogger(config.logLevel, undefined, { sharedStdout: config.workers > 1 })
   if (config.workers > 1 && cluster.isPrimary) {
     runPrimary(config, logger)
     return

@@ -11,6 +11,14 @@ export interface LogDestinationOptions {
   flushIntervalMs?: number
   /** Called with the number of lines dropped since the last call, once the buffer has room again. */
   onDropped?: (lines: number) => void
+  /**
+   * Maximum bytes of one write(2), cut at line ends; a longer line is
+   * written alone. Writes of at most PIPE_BUF bytes (4096 on Linux) to a
+   * pipe are atomic, so processes that share one stdout pipe, as cluster
+   * workers do, then never interleave parts of their lines. Unset, each
+   * write carries the whole buffer.
+   */
+  maxWriteBytes?: number
 }
 
 export interface LogDestination {
@@ -43,9 +51,13 @@ const SLEEP = new Int32Array(new SharedArrayBuffer(4))
 export function createLogDestination(options: LogDestinationOptions): LogDestination {
   const minLength = options.minLength ?? DEFAULT_MIN_LENGTH
   const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES
-  const { fd, onDropped } = options
+  const { fd, onDropped, maxWriteBytes } = options
 
+  // Unwritten lines are lines[head..] with their sizes in lineBytes, so that
+  // taking a few from the front does not copy the rest.
   let lines: string[] = []
+  let lineBytes: number[] = []
+  let head = 0
   let bufferedBytes = 0
   let writing = false
   let droppedLines = 0
@@ -53,9 +65,38 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
   let closed = false
 
   function takeBuffer(): Buffer {
-    const chunk = Buffer.from(lines.join(''))
-    lines = []
-    bufferedBytes = 0
+    if (maxWriteBytes === undefined) {
+      const chunk = Buffer.from(head === 0 ? lines.join('') : lines.slice(head).join(''))
+      lines = []
+      lineBytes = []
+      head = 0
+      bufferedBytes = 0
+
+      return chunk
+    }
+
+    let end = head
+    let bytes = 0
+    while (end < lines.length) {
+      const size = lineBytes[end] as number
+      if (end > head && bytes + size > maxWriteBytes) {
+        break
+      }
+      bytes += size
+      end++
+    }
+    const chunk = Buffer.from(lines.slice(head, end).join(''))
+    head = end
+    bufferedBytes -= bytes
+    if (head === lines.length) {
+      lines = []
+      lineBytes = []
+      head = 0
+    } else if (head > 1024 && head * 2 > lines.length) {
+      lines = lines.slice(head)
+      lineBytes = lineBytes.slice(head)
+      head = 0
+    }
 
     return chunk
   }
@@ -73,7 +114,8 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
 
       writing = false
       reportDrops()
-      if (bufferedBytes >= minLength) {
+      // With maxWriteBytes, lines left from a cut buffer were due already.
+      if (bufferedBytes >= minLength || (maxWriteBytes !== undefined && bufferedBytes > 0)) {
         startWrite()
       }
     })
@@ -89,6 +131,8 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
     if (error.code === 'EPIPE') {
       closed = true
       lines = []
+      lineBytes = []
+      head = 0
       bufferedBytes = 0
       return
     }
@@ -129,6 +173,7 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
       }
 
       lines.push(line)
+      lineBytes.push(bytes)
       bufferedBytes += bytes
       if (bufferedBytes >= minLength) {
         startWrite()
@@ -141,20 +186,19 @@ export function createLogDestination(options: LogDestinationOptions): LogDestina
       // A chunk whose asynchronous write is still running may be lost,
       // because the thread pool cannot be waited on here. The lines
       // buffered after it are written.
-      if (closed || bufferedBytes === 0) {
-        return
-      }
-      let chunk = takeBuffer()
       const giveUpAt = Date.now() + SYNC_EAGAIN_LIMIT_MS
-      while (chunk.length > 0) {
-        try {
-          chunk = chunk.subarray(writeSync(fd, chunk))
-        } catch (error) {
-          const code = (error as NodeJS.ErrnoException).code
-          if (code !== 'EAGAIN' || Date.now() > giveUpAt) {
-            return
+      while (!closed && bufferedBytes > 0) {
+        let chunk = takeBuffer()
+        while (chunk.length > 0) {
+          try {
+            chunk = chunk.subarray(writeSync(fd, chunk))
+          } catch (error) {
+            const code = (error as NodeJS.ErrnoException).code
+            if (code !== 'EAGAIN' || Date.now() > giveUpAt) {
+              return
+            }
+            Atomics.wait(SLEEP, 0, 0, EAGAIN_RETRY_MS)
           }
-          Atomics.wait(SLEEP, 0, 0, EAGAIN_RETRY_MS)
         }
       }
     },

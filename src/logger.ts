@@ -1,11 +1,23 @@
 import pino, { type DestinationStream, type Logger } from 'pino'
 import { createLogDestination } from './log-destination.js'
 
+// The size up to which POSIX makes a write to a pipe atomic; 4096 bytes on Linux.
+const PIPE_BUF = 4096
+
+export interface LoggerOptions {
+  /** Whether other processes write to the same stdout, as with WORKERS=N. */
+  sharedStdout?: boolean
+}
+
 /**
  * Creates the JSON logger. Request logging never includes headers, and the
  * redaction below is a second guard should a header object reach a log call.
  */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export function createLogger(
+  level: string,
+  destination?: DestinationStream,
+  loggerOptions: LoggerOptions = {},
+): Logger {
   const options = {
     level,
     base: { service: 'iot-metrics' },
@@ -32,6 +44,9 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
   // process.exit() included.
   const stdout = createLogDestination({
     fd: 1,
+    // Writes of at most PIPE_BUF keep each process's lines whole where the
+    // shared stdout is a pipe.
+    ...(loggerOptions.sharedStdout === true ? { maxWriteBytes: PIPE_BUF } : {}),
     onDropped: (lines) => {
       logger.warn(
         { droppedLines: lines },

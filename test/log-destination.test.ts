@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
-import { execFile, execFileSync } from 'node:child_process'
+import { execFile, execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { closeSync, constants, openSync, readFileSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
@@ -10,6 +11,7 @@ import { createLogDestination } from '../src/log-destination.js'
 import { tempDir } from './helpers.js'
 
 const LOGGER_MODULE = fileURLToPath(new URL('../src/logger.js', import.meta.url))
+const DESTINATION_MODULE = fileURLToPath(new URL('../src/log-destination.js', import.meta.url))
 
 function numberedLines(count: number, width = 0): string[] {
   return Array.from({ length: count }, (_, index) => `${`{"n":${index}}`.padEnd(width, ' ')}\n`)
@@ -38,6 +40,68 @@ test('log destination writes lines in order', async (t) => {
 
   await waitFor(() => readFileSync(path, 'utf8') === lines.join(''), 'all 5000 lines in the file')
   destination.end()
+})
+
+test('log destination cuts writes at maxWriteBytes', async (t) => {
+  const path = join(tempDir(t), 'log')
+  const fd = openSync(path, 'w')
+  t.after(() => closeSync(fd))
+  const destination = createLogDestination({ fd, minLength: 1, maxWriteBytes: 256 })
+  // A line longer than maxWriteBytes goes out alone, and whole.
+  const lines = [...numberedLines(200, 99), `${'y'.repeat(600)}\n`, ...numberedLines(50, 99)]
+
+  for (const line of lines) {
+    destination.write(line)
+  }
+
+  await waitFor(() => readFileSync(path, 'utf8') === lines.join(''), 'every line in the file')
+  destination.end()
+})
+
+test('log destination keeps lines whole in a shared pipe', async () => {
+  const script = `
+    const { createLogDestination } = await import(${JSON.stringify(DESTINATION_MODULE)})
+    const destination = createLogDestination({ fd: 1, maxWriteBytes: 4096 })
+    process.on('exit', () => destination.flushSync())
+    const pad = 'x'.repeat(100)
+    for (let i = 0; i < 30000; i++) {
+      destination.write(JSON.stringify({ writer: process.argv[1], i, pad }) + '\\n')
+    }
+  `
+  // Two writers on one pipe, as the workers of WORKERS=2 share the
+  // primary's stdout. Without the cut, large writes interleave mid-line.
+  const child = spawn(
+    'sh',
+    [
+      '-c',
+      '"$NODE" --input-type=module -e "$SCRIPT" a & "$NODE" --input-type=module -e "$SCRIPT" b & wait',
+    ],
+    {
+      env: { ...process.env, NODE: process.execPath, SCRIPT: script },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
+  let output = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (chunk: string) => {
+    output += chunk
+  })
+  const [code] = await once(child, 'close')
+
+  assert.equal(code, 0)
+  const counts = new Map<string, number>()
+  const corrupt: string[] = []
+  for (const line of output.split('\n').filter((entry) => entry !== '')) {
+    try {
+      const entry = JSON.parse(line) as { writer: string }
+      counts.set(entry.writer, (counts.get(entry.writer) ?? 0) + 1)
+    } catch {
+      corrupt.push(line.slice(0, 80))
+    }
+  }
+  assert.deepEqual(corrupt, [])
+  assert.equal(counts.get('a'), 30000)
+  assert.equal(counts.get('b'), 30000)
 })
 
 test('log destination writes a short buffer after the interval', async (t) => {
