@@ -107,7 +107,8 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
   let committing = false
   // True while a batch that found the database busy waits for its retry timer.
   let waitingForLock = false
-  // Busy tries in a row; the next commit that succeeds resets it.
+  // Busy tries in a row; a commit that succeeds, or a batch that fails for
+  // good, resets it.
   let busyTries = 0
 
   function schedule(): void {
@@ -235,6 +236,7 @@ export function createWriteQueue(options: WriteQueueOptions): WriteQueue {
       failBatch(expired, countLogins(expired), error, started)
     }
     if (retried.length === 0) {
+      busyTries = 0
       return undefined
     }
 
