@@ -128,7 +128,11 @@ test('dashboard end to end in headless Chromium', { timeout: 60_000 }, async (t)
 
   await t.test('signs in with the keyboard', async () => {
     await page.goto(`${server.url}/dashboard/`)
-    await page.getByLabel('User name').focus()
+    // The form stays hidden until the page has asked for a session and got
+    // 401. Typing before that goes nowhere, which a loaded machine showed.
+    const userName = page.getByLabel('User name')
+    await userName.waitFor({ state: 'visible' })
+    await userName.focus()
     await page.keyboard.type(ADMIN)
     await page.keyboard.press('Tab')
     await page.keyboard.type(PASSWORD)
