@@ -278,7 +278,8 @@ test('dashboard end to end in headless Chromium', { timeout: 60_000 }, async (t)
     await page.getByLabel('Password').fill(PASSWORD)
     await page.getByRole('button', { name: 'Sign in' }).click()
     await page.getByText(`Signed in as ${ADMIN}`).waitFor()
-    // The page's own requests after sign-in end before the session is aged.
+    // Waiting for the event stream lets the page's first requests after
+    // sign-in finish before the session is aged.
     await page.getByText('Live', { exact: true }).waitFor()
     const [cookie] = await context.cookies()
     assert.ok(cookie)
@@ -294,9 +295,9 @@ test('dashboard end to end in headless Chromium', { timeout: 60_000 }, async (t)
       `${cookie.name}=${cookie.value}`,
     )
     assert.deepEqual(reply, { status: 401, code: 'IOTM_ERR_DASHBOARD_SESSION_EXPIRED' })
-    // A search makes the page call the API. If one of its own requests met
-    // the expired session first, the page has left the dashboard already
-    // and the search box is gone; either way it must end on the sign-in.
+    // A search makes the page call the API. If one of the page's own
+    // requests met the expired session first, the page has already left the
+    // dashboard and hidden the search box. Either way it must end on the sign-in.
     const signInAgain = page.getByText('sign in again')
     if (!(await signInAgain.isVisible())) {
       await page
