@@ -62,11 +62,16 @@ async function findMetricsUrl(logPath: string): Promise<string> {
   throw new Error(`the server logged no metrics URL in ${logPath}`)
 }
 
-/** V8 heap and external memory of the server in bytes, from its Prometheus metrics. */
+/**
+ * V8 heap and external memory of the server in bytes, from its Prometheus
+ * metrics. A scrape that fails under load gives NaN for that second.
+ */
 async function heapBytes(
   url: string,
 ): Promise<{ heapUsed: number; heapTotal: number; external: number }> {
-  const text = await (await fetch(url)).text()
+  const text = await fetch(url)
+    .then((response) => response.text())
+    .catch(() => '')
   const read = (name: string) =>
     Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? Number.NaN)
 
@@ -129,9 +134,9 @@ const server = await startServerChild(dir, {
   throw error
 })
 const pid = server.child.pid as number
-const metricsUrl = await findMetricsUrl(join(dir, 'server.log'))
 
 try {
+  const metricsUrl = await findMetricsUrl(join(dir, 'server.log'))
   const sustainable = await calibrate(server, 64, calibrationMs)
   const target = sustainable * factor
   const baselineKiB = memoryKiB(pid, 'VmRSS')
@@ -246,7 +251,7 @@ try {
         `${second}:${mib(rssKiB)}/${mib(heap.heapUsed / 1024)}/${mib(heap.heapTotal / 1024)}/${mib(rssKiB - heap.heapTotal / 1024)}`,
     )
   process.stdout.write(
-    `every 5 s, second:RSS/heap used/heap total/RSS outside the heap: ${series.join(' ').replaceAll(' MiB', '')} (MiB)\n`,
+    `every 5 s, second:RSS/heap used/heap total/RSS outside the heap: ${series.length === 0 ? 'none, the run was shorter than 5 s' : `${series.join(' ').replaceAll(' MiB', '')} (MiB)`}\n`,
   )
   process.exitCode = missing.length === 0 ? 0 : 1
 } finally {

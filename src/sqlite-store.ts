@@ -173,9 +173,9 @@ export interface SqliteStoreBehaviour {
   /**
    * When true, commitBatch and probeWrite do not wait for a write lock held
    * by another connection: they fail at once with IOTM_ERR_STORAGE_BUSY, and
-   * the caller retries later. A commit on the event loop needs this, because SQLite's
-   * busy handler sleeps in the calling thread for up to the busy timeout.
-   * Other writes on the connection keep its busy timeout.
+   * the caller retries later. A commit on the event loop needs this, because
+   * SQLite's busy handler sleeps in the calling thread for up to the busy
+   * timeout. Other writes on the connection keep its busy timeout.
    */
   failFastWhenBusy?: boolean
 }
